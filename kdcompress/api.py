@@ -1,0 +1,45 @@
+"""Public functions: each CLI verb is a thin wrapper over one of these."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from .data import Dataset, load_dataset
+from .errors import KDError
+
+
+def _dataset(data, seed: int) -> Dataset:
+    return data if isinstance(data, Dataset) else load_dataset(data, seed=seed)
+
+
+def synth_adc2021(out, events: int = 200_000, seed: int = 0, signal_events: Optional[int] = None) -> dict:
+    """Write a seeded synthetic ADC2021-format folder (background splits + one file per signal)."""
+    from .data.synth_adc2021 import write_dataset
+    if events < 40:
+        raise KDError("--events must be at least 40")
+    return write_dataset(out, events=events, seed=seed, signal_events=signal_events)
+
+
+def train_teacher(data, out, arch: str = "dense-ae", hidden: Sequence[int] = (512, 256, 128), latent: int = 8,
+                  epochs: int = 40, seed: int = 0, quiet: bool = False, **kwargs):
+    """Train a teacher on the normal events of `data` and save it as a kdcompress checkpoint at `out`."""
+    from .teachers.train import train_teacher as _train
+    return _train(_dataset(data, seed), out, arch=arch, hidden=hidden, latent=latent, epochs=epochs,
+                  seed=seed, quiet=quiet, **kwargs)
+
+
+def distill(teacher, data, out, score: Optional[str] = None, quiet: bool = False, **config) -> dict:
+    """Distil `teacher` (path or Teacher) into a quantized student folder at `out`; returns metrics."""
+    from .distill import DistillConfig, distill as _distill
+    from .quant import QuantConfig
+    from .teachers import Teacher, load_teacher
+    dataset = _dataset(data, config.get("seed", 0))
+    if not isinstance(teacher, Teacher):
+        teacher = load_teacher(teacher, score=score, n_features=dataset.n_features)
+    quant = config.pop("quant", None)
+    if not isinstance(quant, QuantConfig):
+        quant = QuantConfig(**(quant or {}))
+    try:
+        cfg = DistillConfig(quant=quant, **config)
+    except TypeError as exc:
+        raise KDError(f"distill: {exc}") from None
+    return _distill(teacher, dataset, out, cfg, quiet=quiet)

@@ -1,0 +1,1 @@
+"""Benchmarks: detection metrics, model size and cost, latency, reports."""

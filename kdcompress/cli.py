@@ -1,0 +1,162 @@
+"""`kdcompress <verb>`: thin wrappers over kdcompress.api; errors are one line and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import KDError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _int_list(text: str):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
+
+
+def _add_seed(p):
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same result)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdcompress", description=__doc__.split(":")[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _data_parser(verbs)
+    _teacher_parser(verbs)
+    _distill_parser(verbs)
+    _demo_parser(verbs)
+    return parser
+
+
+def _data_parser(verbs):
+    p = verbs.add_parser("data", help="make synthetic data sets")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    synth = sub.add_parser("synth", help="write a seeded synthetic data set in a real format")
+    synth.add_argument("format", choices=["adc2021"])
+    synth.add_argument("--events", type=int, default=200_000, help="background events (split 50/25/25)")
+    synth.add_argument("--signal-events", type=int, default=None, help="events per signal file")
+    synth.add_argument("--out", required=True, help="output folder")
+    _add_seed(synth)
+    synth.set_defaults(run=_run_synth)
+
+
+def _teacher_parser(verbs):
+    p = verbs.add_parser("train-teacher", help="train an unsupervised teacher on normal events")
+    p.add_argument("--data", required=True, help="ADC2021 folder or tabular .npz/.csv")
+    p.add_argument("--arch", default="dense-ae", choices=["dense-ae", "vae"])
+    p.add_argument("--hidden", type=_int_list, default=[512, 256, 128], help="encoder widths, e.g. 512,256,128")
+    p.add_argument("--latent", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--score", default=None, help="scoring function (default: masked_mse/mse for AE, mu2 for VAE)")
+    p.add_argument("--out", required=True, help="teacher checkpoint path, e.g. teacher.pt")
+    _add_seed(p)
+    p.set_defaults(run=_run_train_teacher)
+
+
+def _distill_parser(verbs):
+    p = verbs.add_parser("distill", help="distil a teacher into a quantized student (score regression)")
+    p.add_argument("teacher", help="teacher.pt: kdcompress checkpoint, TorchScript or torch.export archive")
+    p.add_argument("--data", required=True, help="ADC2021 folder or tabular .npz/.csv")
+    p.add_argument("--score", default=None, help="scoring for TorchScript/export teachers (e.g. mse)")
+    p.add_argument("--student", default="mlp")
+    p.add_argument("--hidden", type=_int_list, default=[32, 16])
+    p.add_argument("--bits", type=int, default=8, help="weight and activation bits")
+    p.add_argument("--target", default="log1p", choices=["log1p", "cicada", "identity"])
+    p.add_argument("--loss", default="mae", choices=["mae", "mse"])
+    p.add_argument("--reweight", default="none", choices=["none", "inverse-density"])
+    p.add_argument("--reweight-cap", type=float, default=10.0)
+    p.add_argument("--tail-quantile", type=float, default=0.99, help="tail start for --tail-factor")
+    p.add_argument("--tail-factor", type=int, default=1, help="copies of each tail event (1 = off)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--out", required=True, help="student folder")
+    _add_seed(p)
+    p.set_defaults(run=_run_distill)
+
+
+def _demo_parser(verbs):
+    p = verbs.add_parser("demo", help="synthetic ADC2021 data -> teacher -> student, with the result table")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--events", type=int, default=200_000)
+    _add_seed(p)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_synth(a):
+    from .api import synth_adc2021
+    paths = synth_adc2021(a.out, events=a.events, seed=a.seed, signal_events=a.signal_events)
+    print(f"wrote {len(paths)} files to {a.out}")
+
+
+def _run_train_teacher(a):
+    from .api import train_teacher
+    train_teacher(a.data, a.out, arch=a.arch, hidden=a.hidden, latent=a.latent, epochs=a.epochs,
+                  batch=a.batch, lr=a.lr, score=a.score, seed=a.seed, quiet=a.quiet)
+    print(f"teacher written to {a.out} (loss curve {Path(a.out).with_suffix('.loss.png')})")
+
+
+def _distill_kwargs(a) -> dict:
+    quant = {"bits": a.bits, "relu_bits": a.bits}
+    return dict(student=a.student, hidden=a.hidden, quant=quant, target=a.target, loss=a.loss,
+                reweight=a.reweight, reweight_cap=a.reweight_cap, tail_quantile=a.tail_quantile,
+                tail_factor=a.tail_factor, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
+
+
+def _run_distill(a):
+    from .api import distill
+    distill(a.teacher, a.data, a.out, score=a.score, quiet=a.quiet, **_distill_kwargs(a))
+    print(f"student written to {a.out} (metrics.json, student.json, model.h5, training.png)")
+
+
+def _run_demo(a):
+    from .api import distill, synth_adc2021, train_teacher
+    start = time.perf_counter()
+    out = Path(a.out)
+    data_dir, teacher_path, student_dir = out / "data", out / "teacher.pt", out / "student"
+    print(f"[demo] 1/3 synthetic ADC2021 data ({a.events} background events) -> {data_dir}")
+    synth_adc2021(data_dir, events=a.events, seed=a.seed)
+    print(f"[demo] 2/3 teacher (dense autoencoder) -> {teacher_path}")
+    train_teacher(data_dir, teacher_path, seed=a.seed, quiet=a.quiet)
+    print(f"[demo] 3/3 student (QKeras MLP 32-16-1, 8 bits) -> {student_dir}")
+    distill(teacher_path, data_dir, student_dir, seed=a.seed, quiet=True)
+    from .evaluate import comparison_table
+    from .fileio import read_json
+    print(comparison_table(read_json(student_dir / "metrics.json")))
+    print(f"[demo] done in {time.perf_counter() - start:.0f}s; artefacts in {out}")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except KDError as exc:
+        print(f"kdcompress: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdcompress: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an unforeseen library failure: still one line unless --debug
+        if args.debug or os.environ.get("KDCOMPRESS_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"kdcompress: error: {exc.__class__.__name__}: {first} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

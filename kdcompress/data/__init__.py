@@ -1,0 +1,73 @@
+"""Datasets: ADC2021-format folders and generic tabular files (.npz / .csv)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..errors import KDError
+from ..fileio import fingerprint_arrays
+
+
+@dataclass
+class Dataset:
+    """Normal-only train/val/test splits plus one array per anomaly class (raw features)."""
+    source: str
+    kind: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    signals: Dict[str, np.ndarray]
+    feature_names: List[str]
+    layout: Optional[dict] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return self.train.shape[1]
+
+    def fingerprint(self) -> str:
+        arrays = [self.train, self.val, self.test] + [self.signals[k] for k in sorted(self.signals)]
+        return fingerprint_arrays(*arrays)
+
+    def describe(self) -> str:
+        sig = ", ".join(f"{k} {len(v)}" for k, v in self.signals.items()) or "none"
+        return (f"{self.kind} data from {self.source}: {self.n_features} features; background "
+                f"train {len(self.train)}, val {len(self.val)}, test {len(self.test)}; signals: {sig}")
+
+
+def load_dataset(path: str, seed: int = 0) -> Dataset:
+    """An ADC2021-format folder, or a tabular .npz/.csv file (normal rows split by `seed`)."""
+    p = Path(path)
+    if not p.exists():
+        raise KDError(f"data path {p} does not exist")
+    if p.is_dir():
+        return _load_adc2021_folder(p)
+    if p.suffix.lower() in (".npz", ".csv"):
+        from .tabular import load_tabular
+        return load_tabular(p, seed=seed)
+    raise KDError(f"data path {p} is neither an ADC2021 folder nor a .npz/.csv file")
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = int(bad.reshape(len(x), -1).any(axis=1).sum())
+        raise KDError(f"{what} holds NaN or inf values in {rows} rows")
+
+
+def _load_adc2021_folder(folder: Path) -> Dataset:
+    from . import adc2021
+    missing = [n for n in adc2021.BACKGROUND_FILES.values() if not (folder / n).is_file()]
+    if missing:
+        raise KDError(f"{folder} is not an ADC2021 data folder: missing {', '.join(missing)}")
+    parts = {k: adc2021.to_features(adc2021.read_particles(folder / n))
+             for k, n in adc2021.BACKGROUND_FILES.items()}
+    background = set(adc2021.BACKGROUND_FILES.values())
+    signal_files = sorted(f for f in folder.glob("*.h5") if f.name not in background)
+    signals = {f.stem: adc2021.to_features(adc2021.read_particles(f)) for f in signal_files}
+    return Dataset(source=str(folder), kind="adc2021", train=parts["train"], val=parts["val"],
+                   test=parts["test"], signals=signals, feature_names=adc2021.feature_names(),
+                   layout=dict(adc2021.LAYOUT))

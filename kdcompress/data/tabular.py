@@ -1,0 +1,96 @@
+"""Generic tabular anomaly data: .npz with `X` (and optional `y`) or .csv with an optional `y`/`label` column."""
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import KDError
+from . import Dataset, check_finite
+
+SPLIT = (0.6, 0.2, 0.2)
+LABEL_COLUMNS = ("y", "label", "labels", "anomaly", "target")
+
+
+def load_tabular(path: Path, seed: int = 0) -> Dataset:
+    x, y, names = _read_npz(path) if path.suffix.lower() == ".npz" else _read_csv(path)
+    _validate(path, x, y)
+    normal = x[y == 0] if y is not None else x
+    train, val, test = _split(normal, seed)
+    signals = {"anomaly": x[y == 1]} if y is not None and (y == 1).any() else {}
+    return Dataset(source=str(path), kind="tabular", train=train, val=val, test=test, signals=signals,
+                   feature_names=names, extra={"split_seed": seed, "split": list(SPLIT)})
+
+
+def _read_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "X" not in f.files:
+                raise KDError(f"{path} has no array 'X' (found: {', '.join(f.files) or 'none'})")
+            x = np.asarray(f["X"])
+            y = np.asarray(f["y"]) if "y" in f.files else None
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        if isinstance(exc, KDError):
+            raise
+        raise KDError(f"{path} is not a readable .npz file ({exc.__class__.__name__})") from None
+    if x.dtype == object:
+        raise KDError(f"{path}: 'X' must be numeric")
+    names = [f"x{i}" for i in range(x.shape[1])] if x.ndim == 2 else []
+    return x, y, names
+
+
+def _read_csv(path: Path):
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KDError(f"cannot read {path}: {exc}") from None
+    if not rows:
+        raise KDError(f"{path} is empty")
+    header = rows[0] if not _is_numeric_row(rows[0]) else None
+    body = rows[1:] if header else rows
+    names = header or [f"x{i}" for i in range(len(rows[0]))]
+    try:
+        table = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise KDError(f"{path} has a non-numeric value: {exc}") from None
+    label_idx = next((i for i, n in enumerate(names) if n.strip().lower() in LABEL_COLUMNS), None)
+    if label_idx is None:
+        return table, None, names
+    y = table[:, label_idx]
+    x = np.delete(table, label_idx, axis=1)
+    return x, y, [n for i, n in enumerate(names) if i != label_idx]
+
+
+def _is_numeric_row(row) -> bool:
+    try:
+        [float(v) for v in row]
+        return True
+    except ValueError:
+        return False
+
+
+def _validate(path: Path, x: np.ndarray, y):
+    if x.ndim != 2:
+        raise KDError(f"{path}: features must be a 2-D table (rows, features), found shape {x.shape}")
+    if len(x) == 0 or x.shape[1] == 0:
+        raise KDError(f"{path} holds no rows or no features")
+    check_finite(x.astype(np.float64), str(path))
+    if y is not None:
+        if y.shape != (len(x),):
+            raise KDError(f"{path}: labels must have shape ({len(x)},), found {y.shape}")
+        if not np.isin(y, (0, 1)).all():
+            raise KDError(f"{path}: labels must be 0 (normal) or 1 (anomaly)")
+    n_normal = len(x) if y is None else int((y == 0).sum())
+    if n_normal < 10:
+        raise KDError(f"{path} has only {n_normal} normal rows; at least 10 are needed")
+
+
+def _split(normal: np.ndarray, seed: int):
+    order = np.random.default_rng(seed).permutation(len(normal))
+    n_train = int(SPLIT[0] * len(normal))
+    n_val = int(SPLIT[1] * len(normal))
+    parts = np.split(order, [n_train, n_train + n_val])
+    return tuple(normal[idx].astype(np.float32) for idx in parts)

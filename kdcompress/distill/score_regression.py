@@ -1,0 +1,157 @@
+"""Score regression (Pol et al. 2023; CICADA, AXOL1TL): a small quantized student regresses the teacher's score."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .. import plots
+from ..data import Dataset
+from ..data.preprocess import fit_preprocessing
+from ..errors import KDError
+from ..evaluate import comparison_table, score_sets, student_size, summarise_scores, teacher_size
+from ..fileio import atomic_dir, write_json
+from ..progress import EpochProgress
+from ..quant import QuantConfig
+from ..registry import METHODS, STUDENTS
+from ..students import Student, save_student
+from ..teachers import Teacher
+from .sampling import inverse_density_weights, tail_indices
+from .targets import TARGETS
+
+LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
+REWEIGHTS = ("none", "inverse-density")
+
+
+@dataclass
+class DistillConfig:
+    student: str = "mlp"
+    hidden: Sequence[int] = (32, 16)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    target: str = "log1p"
+    loss: str = "mae"
+    reweight: str = "none"
+    reweight_cap: float = 10.0
+    tail_quantile: float = 0.99
+    tail_factor: int = 1
+    epochs: int = 100
+    batch: int = 1024
+    lr: float = 3e-3
+    patience: int = 12
+    seed: int = 0
+
+    def validate(self) -> None:
+        STUDENTS.get(self.student)
+        TARGETS.get(self.target)
+        if self.loss not in LOSSES:
+            raise KDError(f"unknown loss '{self.loss}' (known: {', '.join(LOSSES)})")
+        if self.reweight not in REWEIGHTS:
+            raise KDError(f"unknown reweighting '{self.reweight}' (known: {', '.join(REWEIGHTS)})")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise KDError("--hidden needs one or more positive layer widths, e.g. 32,16")
+        if self.epochs < 1 or self.batch < 1 or self.lr <= 0:
+            raise KDError("--epochs and --batch must be >= 1 and --lr > 0")
+        if not 0.0 < self.tail_quantile <= 1.0 or self.tail_factor < 1:
+            raise KDError("--tail-quantile must be in (0, 1] and --tail-factor >= 1")
+
+
+@METHODS.register("score-regression")
+def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig] = None,
+            quiet: bool = False) -> dict:
+    """Train the student on teacher-labelled background, evaluate both, write the student folder to `out`."""
+    config = config or DistillConfig()
+    config.validate()
+    _check_width(teacher, data)
+    progress = EpochProgress(f"student {config.student}", config.epochs, quiet)
+    progress.note("scoring training data with the teacher")
+    transform = TARGETS.get(config.target)
+    y_train, y_val = transform(teacher.score(data.train)), transform(teacher.score(data.val))
+    prep = fit_preprocessing(data.train, centre=data.layout is None)
+    model, history = _train(prep.apply(data.train), y_train, prep.apply(data.val), y_val, data.n_features,
+                            config, progress)
+    meta = _student_meta(teacher, data, prep, config, history)
+    student = Student(model=model, meta=meta)
+    result = evaluate_pair(teacher, student, data)
+    result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
+    with atomic_dir(out) as tmp:
+        save_student(student, tmp)
+        write_json(tmp / "metrics.json", result)
+        plots.loss_curve(tmp / "training.png", {"train": history["loss"], "val": history["val_loss"]},
+                         f"student regressing {config.target}(teacher score)", ylabel=config.loss)
+    if not quiet:
+        print(comparison_table(result))
+    return result
+
+
+def evaluate_pair(teacher: Teacher, student: Student, data: Dataset) -> dict:
+    teacher_scores, student_scores = score_sets(teacher.score, data), score_sets(student.score, data)
+    t_size, s_size = teacher_size(teacher), student_size(student.model)
+    return {"teacher": summarise_scores(teacher_scores), "student": summarise_scores(student_scores),
+            "macs": {"teacher": t_size["macs"], "student": s_size["macs"]},
+            "params": {"teacher": t_size["params"], "student": s_size["params"]},
+            "bops": {"student": s_size["bops"]},
+            "background_test_events": int(len(data.test))}
+
+
+def _check_width(teacher: Teacher, data: Dataset) -> None:
+    if teacher.n_features != data.n_features:
+        raise KDError(f"the teacher expects {teacher.n_features} features but the data has {data.n_features}")
+
+
+def _train(z_train, y_train, z_val, y_val, n_features, config: DistillConfig, progress):
+    from ..tf_env import seed_everything, tensorflow
+    tf = tensorflow()
+    seed_everything(config.seed)
+    rng = np.random.default_rng(config.seed)
+    idx = tail_indices(y_train, config.tail_quantile, config.tail_factor, rng)
+    weights = (inverse_density_weights(y_train, config.reweight_cap)[idx]
+               if config.reweight == "inverse-density" else None)
+    model = STUDENTS.get(config.student)(n_features, hidden=tuple(int(h) for h in config.hidden),
+                                         quant=config.quant, seed=config.seed)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=LOSSES[config.loss])
+    callbacks = [
+        tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+        tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-5),
+        _ProgressCallback(tf, progress),
+    ]
+    hist = model.fit(z_train[idx], y_train[idx].astype(np.float32), sample_weight=weights,
+                     validation_data=(z_val, y_val.astype(np.float32)), epochs=config.epochs,
+                     batch_size=config.batch, shuffle=True, verbose=0, callbacks=callbacks)
+    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def _ProgressCallback(tf, progress):
+    class ProgressCallback(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            progress.update(epoch, loss=logs.get("loss", float("nan")), val_loss=logs.get("val_loss", float("nan")))
+    return ProgressCallback()
+
+
+def _student_meta(teacher: Teacher, data: Dataset, prep, config: DistillConfig, history) -> dict:
+    return {
+        "method": "score-regression",
+        "student": config.student,
+        "n_features": data.n_features,
+        "feature_names": list(data.feature_names),
+        "layout": data.layout,
+        "preprocessing": prep.to_dict(),
+        "score_transform": config.target,
+        "quant": config.quant.to_dict(),
+        "config": {k: v for k, v in asdict(config).items() if k != "quant"},
+        "teacher_fingerprint": teacher_fingerprint(teacher),
+        "teacher_score": teacher.score_name,
+        "data_fingerprint": data.fingerprint(),
+        "seed": config.seed,
+    }
+
+
+def teacher_fingerprint(teacher: Teacher) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(teacher.module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
