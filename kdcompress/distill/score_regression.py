@@ -145,6 +145,7 @@ def _student_meta(teacher: Teacher, data: Dataset, prep, config: DistillConfig, 
         "teacher_fingerprint": teacher_fingerprint(teacher),
         "teacher_score": teacher.score_name,
         "data_fingerprint": data.fingerprint(),
+        "data_source": str(Path(data.source).resolve()),
         "seed": config.seed,
     }
 

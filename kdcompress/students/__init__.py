@@ -42,8 +42,11 @@ class Student:
 
 def save_student(student: Student, folder: Path) -> None:
     """Write model + student.json into an (already temporary) folder."""
+    import warnings
     from ..fileio import write_json
-    student.model.save(folder / MODEL_FILE, include_optimizer=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras' legacy-HDF5 and quantizer-serialisation notices
+        student.model.save(folder / MODEL_FILE, include_optimizer=False)
     write_json(folder / META_FILE, {"format": FORMAT_TAG, **student.meta})
 
 
