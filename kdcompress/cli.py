@@ -79,6 +79,8 @@ def _distill_parser(verbs):
     p.add_argument("--reweight-cap", type=float, default=10.0)
     p.add_argument("--tail-quantile", type=float, default=0.99, help="tail start for --tail-factor")
     p.add_argument("--tail-factor", type=int, default=1, help="copies of each tail event (1 = off)")
+    p.add_argument("--queries", default="none",
+                   help="teacher-labelled queries off the data, NAME[:FRACTION],...: noise, mixup, box, marginals")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -109,10 +111,11 @@ def _run_train_teacher(a):
 
 
 def _distill_kwargs(a) -> dict:
+    from .distill.queries import parse_queries
     quant = {"bits": a.bits, "relu_bits": a.bits}
     return dict(student=a.student, hidden=a.hidden, quant=quant, target=a.target, loss=a.loss,
                 reweight=a.reweight, reweight_cap=a.reweight_cap, tail_quantile=a.tail_quantile,
-                tail_factor=a.tail_factor, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
+                tail_factor=a.tail_factor, queries=parse_queries(a.queries), epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 
 
 def _run_distill(a):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from ..quant import QuantConfig
 from ..registry import METHODS, STUDENTS
 from ..students import Student, save_student
 from ..teachers import Teacher
+from .queries import make_queries
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
 
@@ -37,6 +38,7 @@ class DistillConfig:
     reweight_cap: float = 10.0
     tail_quantile: float = 0.99
     tail_factor: int = 1
+    queries: Dict[str, float] = field(default_factory=dict)
     epochs: int = 100
     batch: int = 1024
     lr: float = 3e-3
@@ -67,10 +69,11 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     _check_width(teacher, data)
     progress = EpochProgress(f"student {config.student}", config.epochs, quiet)
     progress.note("scoring training data with the teacher")
+    x_train, x_val = _with_queries(data, config)
     transform = TARGETS.get(config.target)
-    y_train, y_val = transform(teacher.score(data.train)), transform(teacher.score(data.val))
+    y_train, y_val = transform(teacher.score(x_train)), transform(teacher.score(x_val))
     prep = fit_preprocessing(data.train, centre=data.layout is None)
-    model, history = _train(prep.apply(data.train), y_train, prep.apply(data.val), y_val, data.n_features,
+    model, history = _train(prep.apply(x_train), y_train, prep.apply(x_val), y_val, data.n_features,
                             config, progress)
     meta = _student_meta(teacher, data, prep, config, history)
     student = Student(model=model, meta=meta)
@@ -94,6 +97,16 @@ def evaluate_pair(teacher: Teacher, student: Student, data: Dataset) -> dict:
             "params": {"teacher": t_size["params"], "student": s_size["params"]},
             "bops": {"student": s_size["bops"]},
             "background_test_events": int(len(data.test))}
+
+
+def _with_queries(data: Dataset, config: DistillConfig):
+    """Background train/val plus teacher-labelled queries drawn from each split (seeded)."""
+    if not config.queries:
+        return data.train, data.val
+    rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
+    q_train = make_queries(data.train, config.queries, rng_train, data.layout)
+    q_val = make_queries(data.val, config.queries, rng_val, data.layout)
+    return np.concatenate([data.train, q_train]), np.concatenate([data.val, q_val])
 
 
 def _check_width(teacher: Teacher, data: Dataset) -> None:

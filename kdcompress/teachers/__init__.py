@@ -33,12 +33,19 @@ class Teacher:
     @torch.no_grad()
     def score_preprocessed(self, z: np.ndarray, batch: int = 8192) -> np.ndarray:
         fn = SCORES.get(self.score_name)
-        self.module.eval()
+        _set_eval(self.module)
         out = []
         for start in range(0, len(z), batch):
             xb = torch.from_numpy(np.ascontiguousarray(z[start:start + batch], dtype=np.float32))
             out.append(fn(self.module(xb), xb, self.layout).double().numpy())
         return np.concatenate(out) if out else np.zeros(0)
+
+
+def _set_eval(module) -> None:
+    try:
+        module.eval()
+    except NotImplementedError:  # torch.export modules are fixed in inference form already
+        pass
 
 
 def build_module(arch: dict) -> nn.Module:

@@ -99,7 +99,9 @@ def _guess_n_features(module) -> Optional[int]:
 def _load_checkpoint(path: Path, score: Optional[str]) -> Teacher:
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise KDError(f"{path} is not a readable teacher file (corrupt or not a torch file)") from None
         raise KDError(f"{path} holds pickled code (e.g. a whole nn.Module), which is never loaded; "
                       f"{PICKLE_HELP}") from None
     except Exception as exc:

@@ -91,7 +91,7 @@ def _train_epoch(module, loss_fn, opt, x, batch, gen) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        total += float(loss) * len(xb)
+        total += float(loss.detach()) * len(xb)
     return total / len(x)
 
 

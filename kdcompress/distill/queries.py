@@ -1,0 +1,116 @@
+"""Teacher-labelled query points off the normal manifold, so the student learns the teacher's score there.
+
+Every strategy maps (normal events, count, rng) -> (queries, templates): new raw events and, per query, a
+normal event whose object pattern it keeps. The teacher labels the queries afterwards.
+Physics layouts keep their structure: zero-padded objects stay zero, pT >= 0, phi wrapped to (-pi, pi].
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from ..errors import KDError
+from ..registry import Registry
+
+QUERIES = Registry("query strategy")
+NOISE_SCALES = (0.25, 0.5, 1.0, 2.0)
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    s = x.std(axis=0)
+    return np.where(s > 0, s, 1.0)
+
+
+@QUERIES.register("noise")
+def gaussian_noise(x: np.ndarray, n: int, rng: np.random.Generator, scales=NOISE_SCALES) -> np.ndarray:
+    """x + s * N(0, 1) in standardised units, s cycling over several scales."""
+    base = x[rng.integers(0, len(x), n)]
+    s = np.asarray(scales, dtype=np.float64)[np.arange(n) % len(scales)][:, None]
+    return base + s * rng.standard_normal(base.shape) * _spread(x), base
+
+
+@QUERIES.register("mixup")
+def mixup(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """a + t (b - a) with t in [-1, 2]: interpolation and extrapolation between pairs of events."""
+    a, b = x[rng.integers(0, len(x), n)], x[rng.integers(0, len(x), n)]
+    t = rng.uniform(-1.0, 2.0, size=(n, 1))
+    return a + t * (b - a), np.where(np.abs(a) > 0, a, b)
+
+
+@QUERIES.register("box")
+def bounding_box(x: np.ndarray, n: int, rng: np.random.Generator, expand: float = 0.5) -> np.ndarray:
+    """Uniform samples in the data's bounding box widened by `expand` of its width on each side."""
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    width = np.where(hi > lo, hi - lo, 1.0)
+    q = rng.uniform(lo - expand * width, hi + expand * width, size=(n, x.shape[1]))
+    return q, x[rng.integers(0, len(x), n)]
+
+
+@QUERIES.register("marginals")
+def product_of_marginals(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Each feature drawn from its own marginal independently: breaks the correlations."""
+    q = np.stack([x[rng.integers(0, len(x), n), j] for j in range(x.shape[1])], axis=1)
+    return q, x[rng.integers(0, len(x), n)]
+
+
+def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Generator,
+                 layout: Optional[dict] = None, outliers: Optional[np.ndarray] = None) -> np.ndarray:
+    """Queries for each strategy, `strategies[name]` x len(x) of them, structure-repaired for `layout`."""
+    parts = []
+    for name, fraction in strategies.items():
+        count = int(round(fraction * len(x)))
+        if count <= 0:
+            continue
+        if name == "outliers":
+            parts.append(_outlier_sample(outliers, count, rng))
+            continue
+        q, template = QUERIES.get(name)(x, count, rng)
+        parts.append(repair_structure(q, template, layout) if layout else q)
+    if not parts:
+        return np.zeros((0, x.shape[1]), dtype=np.float32)
+    q = np.concatenate(parts)
+    constant = (x == x[:1]).all(axis=0)  # e.g. MET eta: never perturbed
+    q[:, constant] = x[0, constant]
+    return q.astype(np.float32)
+
+
+def _outlier_sample(outliers, count, rng):
+    if outliers is None or len(outliers) == 0:
+        raise KDError("query strategy 'outliers' needs an outlier data set (--outliers PATH)")
+    return outliers[rng.integers(0, len(outliers), count)]
+
+
+def repair_structure(q: np.ndarray, template: np.ndarray, layout: dict) -> np.ndarray:
+    """Zero the objects absent in `template` events, make pT >= 0 and wrap phi, for (pT, eta, phi) layouts."""
+    per = int(layout["per_object"])
+    q = q.reshape(len(q), -1, per).copy()
+    present = template.reshape(len(template), -1, per)[:, :, :1] != 0
+    q *= present
+    q[:, :, 0] = np.abs(q[:, :, 0])
+    if per >= 3:
+        q[:, :, 2] = np.where(present[:, :, 0], _wrap_phi(q[:, :, 2]), 0.0)
+    return q.reshape(len(q), -1)
+
+
+def _wrap_phi(phi: np.ndarray) -> np.ndarray:
+    wrapped = np.mod(phi + np.pi, 2 * np.pi) - np.pi
+    return np.where(wrapped == -np.pi, np.pi, wrapped)
+
+
+def parse_queries(text: str) -> Dict[str, float]:
+    """'noise:1,mixup:0.5' -> {'noise': 1.0, 'mixup': 0.5}; 'none' -> {}; a bare name means fraction 1."""
+    if not text or text.strip() == "none":
+        return {}
+    out = {}
+    for item in text.split(","):
+        name, _, frac = item.strip().partition(":")
+        if name != "outliers":
+            QUERIES.get(name)
+        try:
+            out[name] = float(frac) if frac else 1.0
+        except ValueError:
+            raise KDError(f"query fraction for '{name}' must be a number, got '{frac}'") from None
+        if out[name] < 0:
+            raise KDError(f"query fraction for '{name}' must be >= 0")
+    return out
