@@ -7,8 +7,9 @@ from .data import Dataset, load_dataset
 from .errors import KDError
 
 
-def _dataset(data, seed: int) -> Dataset:
-    return data if isinstance(data, Dataset) else load_dataset(data, seed=seed)
+def _dataset(data, split_seed: int = 0) -> Dataset:
+    """Tabular splits use a fixed seed so that every training seed is judged on the same test rows."""
+    return data if isinstance(data, Dataset) else load_dataset(data, seed=split_seed)
 
 
 def synth_adc2021(out, events: int = 200_000, seed: int = 0, signal_events: Optional[int] = None) -> dict:
@@ -23,7 +24,7 @@ def train_teacher(data, out, arch: str = "dense-ae", hidden: Sequence[int] = (51
                   epochs: int = 40, seed: int = 0, quiet: bool = False, **kwargs):
     """Train a teacher on the normal events of `data` and save it as a kdcompress checkpoint at `out`."""
     from .teachers.train import train_teacher as _train
-    return _train(_dataset(data, seed), out, arch=arch, hidden=hidden, latent=latent, epochs=epochs,
+    return _train(_dataset(data), out, arch=arch, hidden=hidden, latent=latent, epochs=epochs,
                   seed=seed, quiet=quiet, **kwargs)
 
 
@@ -32,7 +33,7 @@ def distill(teacher, data, out, score: Optional[str] = None, quiet: bool = False
     from .distill import DistillConfig, distill as _distill
     from .quant import QuantConfig
     from .teachers import Teacher, load_teacher
-    dataset = _dataset(data, config.get("seed", 0))
+    dataset = _dataset(data)
     if not isinstance(teacher, Teacher):
         teacher = load_teacher(teacher, score=score, n_features=dataset.n_features)
     quant = config.pop("quant", None)

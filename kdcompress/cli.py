@@ -57,7 +57,7 @@ def _teacher_parser(verbs):
     p.add_argument("--hidden", type=_int_list, default=[512, 256, 128], help="encoder widths, e.g. 512,256,128")
     p.add_argument("--latent", type=int, default=8)
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 1024, smaller for small data)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--score", default=None, help="scoring function (default: masked_mse/mse for AE, mu2 for VAE)")
     p.add_argument("--out", required=True, help="teacher checkpoint path, e.g. teacher.pt")
@@ -82,7 +82,7 @@ def _distill_parser(verbs):
     p.add_argument("--queries", default="none",
                    help="teacher-labelled queries off the data, NAME[:FRACTION],...: noise, mixup, box, marginals")
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 1024, smaller for small data)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--out", required=True, help="student folder")
     _add_seed(p)
@@ -120,7 +120,8 @@ def _distill_kwargs(a) -> dict:
 
 def _run_distill(a):
     from .api import distill
-    distill(a.teacher, a.data, a.out, score=a.score, quiet=a.quiet, **_distill_kwargs(a))
+    from .evaluate import comparison_table
+    print(comparison_table(distill(a.teacher, a.data, a.out, score=a.score, quiet=a.quiet, **_distill_kwargs(a))))
     print(f"student written to {a.out} (metrics.json, student.json, model.h5, training.png)")
 
 

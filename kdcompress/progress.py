@@ -23,3 +23,10 @@ class EpochProgress:
     def note(self, text: str) -> None:
         if not self.quiet:
             print(f"[{self.name}] {text}", file=sys.stderr, flush=True)
+
+
+def auto_batch(n_rows: int, requested=None) -> int:
+    """`requested`, or 1024 capped so that small data sets still get >= 32 steps per epoch."""
+    if requested:
+        return int(requested)
+    return int(max(32, min(1024, n_rows // 32)))

@@ -85,7 +85,7 @@ def repair_structure(q: np.ndarray, template: np.ndarray, layout: dict) -> np.nd
     """Zero the objects absent in `template` events, make pT >= 0 and wrap phi, for (pT, eta, phi) layouts."""
     per = int(layout["per_object"])
     q = q.reshape(len(q), -1, per).copy()
-    present = template.reshape(len(template), -1, per)[:, :, :1] != 0
+    present = (template.reshape(len(template), -1, per)[:, :, :1] != 0) & (q[:, :, :1] != 0)
     q *= present
     q[:, :, 0] = np.abs(q[:, :, 0])
     if per >= 3:

@@ -12,9 +12,9 @@ from .. import plots
 from ..data import Dataset
 from ..data.preprocess import fit_preprocessing
 from ..errors import KDError
-from ..evaluate import comparison_table, score_sets, student_size, summarise_scores, teacher_size
+from ..evaluate import score_sets, student_size, summarise_scores, teacher_size
 from ..fileio import atomic_dir, write_json
-from ..progress import EpochProgress
+from ..progress import EpochProgress, auto_batch
 from ..quant import QuantConfig
 from ..registry import METHODS, STUDENTS
 from ..students import Student, save_student
@@ -40,7 +40,7 @@ class DistillConfig:
     tail_factor: int = 1
     queries: Dict[str, float] = field(default_factory=dict)
     epochs: int = 100
-    batch: int = 1024
+    batch: Optional[int] = None
     lr: float = 3e-3
     patience: int = 12
     seed: int = 0
@@ -54,7 +54,7 @@ class DistillConfig:
             raise KDError(f"unknown reweighting '{self.reweight}' (known: {', '.join(REWEIGHTS)})")
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise KDError("--hidden needs one or more positive layer widths, e.g. 32,16")
-        if self.epochs < 1 or self.batch < 1 or self.lr <= 0:
+        if self.epochs < 1 or (self.batch is not None and self.batch < 1) or self.lr <= 0:
             raise KDError("--epochs and --batch must be >= 1 and --lr > 0")
         if not 0.0 < self.tail_quantile <= 1.0 or self.tail_factor < 1:
             raise KDError("--tail-quantile must be in (0, 1] and --tail-factor >= 1")
@@ -84,8 +84,6 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
         write_json(tmp / "metrics.json", result)
         plots.loss_curve(tmp / "training.png", {"train": history["loss"], "val": history["val_loss"]},
                          f"student regressing {config.target}(teacher score)", ylabel=config.loss)
-    if not quiet:
-        print(comparison_table(result))
     return result
 
 
@@ -132,7 +130,7 @@ def _train(z_train, y_train, z_val, y_val, n_features, config: DistillConfig, pr
     ]
     hist = model.fit(z_train[idx], y_train[idx].astype(np.float32), sample_weight=weights,
                      validation_data=(z_val, y_val.astype(np.float32)), epochs=config.epochs,
-                     batch_size=config.batch, shuffle=True, verbose=0, callbacks=callbacks)
+                     batch_size=auto_batch(len(idx), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 

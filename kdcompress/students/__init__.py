@@ -11,6 +11,7 @@ from ..errors import KDError
 from ..fileio import read_json
 from ..quant import QuantConfig
 from . import mlp  # noqa: F401  (registers builders)
+from . import cnn  # noqa: F401
 
 MODEL_FILE = "model.h5"
 META_FILE = "student.json"

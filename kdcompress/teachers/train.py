@@ -12,7 +12,7 @@ from .. import plots
 from ..data import Dataset
 from ..data.preprocess import fit_preprocessing
 from ..errors import KDError
-from ..progress import EpochProgress
+from ..progress import EpochProgress, auto_batch
 from ..registry import TEACHERS
 from . import Teacher, build_module, save_teacher
 from .models import DEFAULT_SCORE
@@ -20,7 +20,7 @@ from .scores import kl_divergence, masked_mse
 
 
 def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Sequence[int] = (512, 256, 128),
-                  latent: int = 8, epochs: int = 40, batch: int = 1024, lr: float = 1e-3,
+                  latent: int = 8, epochs: int = 40, batch: Optional[int] = None, lr: float = 1e-3,
                   patience: int = 6, beta: float = 0.5, score: Optional[str] = None, seed: int = 0,
                   quiet: bool = False) -> Teacher:
     """Train a registered teacher architecture, save it to `out` (+ loss curve PNG) and return it."""
@@ -34,7 +34,7 @@ def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Sequence[i
                                          "latent": int(latent)}}
     module = build_module(arch_cfg)
     loss_fn = _loss_for(arch, data.layout, beta)
-    history = _fit(module, loss_fn, z_train, z_val, epochs, batch, lr, patience, seed,
+    history = _fit(module, loss_fn, z_train, z_val, epochs, auto_batch(len(z_train), batch), lr, patience, seed,
                    EpochProgress(f"teacher {arch}", epochs, quiet))
     default_score = DEFAULT_SCORE[arch] if arch != "dense-ae" or data.layout is None else "masked_mse"
     teacher = Teacher(module=module.eval(), score_name=score or default_score, preprocessing=prep,

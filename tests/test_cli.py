@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import pytest
+
+from kdcompress.cli import main
+
+VERBS = [["data", "synth"], ["train-teacher"], ["distill"], ["demo"]]
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v))
+def test_help_of_every_verb(verb, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(verb + ["--help"])
+    assert exit_info.value.code == 0
+    assert "--seed" in capsys.readouterr().out or verb == ["data"]
+
+
+def test_missing_teacher_is_one_line_error(tmp_path, tabular_file, capsys):
+    code = main(["distill", str(tmp_path / "nope.pt"), "--data", str(tabular_file), "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and "nope.pt does not exist" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_bad_data_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,nan\n")
+    code = main(["train-teacher", "--data", str(bad), "--out", str(tmp_path / "t.pt")])
+    assert code == 2 and "NaN" in capsys.readouterr().err
+    assert not (tmp_path / "t.pt").exists()
+
+
+def test_console_script_runs_end_to_end(tabular_file, tmp_path):
+    teacher = tmp_path / "t.pt"
+    run = [sys.executable, "-m", "kdcompress.cli"]
+    subprocess.run(run + ["train-teacher", "--data", str(tabular_file), "--out", str(teacher), "--hidden", "16",
+                          "--latent", "2", "--epochs", "2", "--quiet"], check=True, capture_output=True)
+    done = subprocess.run(run + ["distill", str(teacher), "--data", str(tabular_file), "--out",
+                                 str(tmp_path / "s"), "--hidden", "4", "--epochs", "2", "--queries", "noise:0.5",
+                                 "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "AUROC teacher" in done.stdout and "anomaly" in done.stdout
+    assert (tmp_path / "s" / "metrics.json").is_file()
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,131 @@
+import json
+
+import numpy as np
+import pytest
+
+from kdcompress import KDError, load_dataset
+from kdcompress.api import distill
+from kdcompress.distill.queries import make_queries, parse_queries, repair_structure
+from kdcompress.distill.sampling import inverse_density_weights, tail_indices
+from kdcompress.students import load_student
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tiny_teacher, tabular_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("student") / "student"
+    result = distill(tiny_teacher, tabular_file, out, hidden=[8], epochs=15, seed=1, quiet=True,
+                     queries={"noise": 1.0})
+    return out, result
+
+
+def test_student_folder_contract(tiny_student):
+    out, result = tiny_student
+    assert {p.name for p in out.iterdir()} >= {"model.h5", "student.json", "metrics.json", "training.png"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for who in ("teacher", "student"):
+        assert set(metrics[who]) == {"anomaly"}
+        assert {"auroc", "tpr_at_fpr_1e-5"} <= set(metrics[who]["anomaly"])
+    assert metrics["macs"]["student"] == 12 * 8 + 8 * 1
+    assert metrics["macs"]["teacher"] > 10 * metrics["macs"]["student"]
+    assert metrics["params"]["student"] == 12 * 8 + 8 + 8 + 1
+    meta = json.loads((out / "student.json").read_text())
+    assert meta["score_transform"] == "log1p" and meta["seed"] == 1
+    assert meta["quant"]["bits"] == 8 and len(meta["preprocessing"]["shift"]) == 12
+    assert meta["teacher_fingerprint"] and meta["data_fingerprint"]
+
+
+def test_reloaded_student_scores_match_metrics(tiny_student, tabular_file):
+    from kdcompress.bench.metrics import auroc
+    out, result = tiny_student
+    data = load_dataset(tabular_file)
+    student = load_student(out)
+    got = auroc(student.score(data.test), student.score(data.signals["anomaly"]))
+    assert got == pytest.approx(result["student"]["anomaly"]["auroc"], abs=1e-9)
+
+
+def test_student_tracks_teacher_with_queries(tiny_student):
+    _, result = tiny_student
+    assert result["student"]["anomaly"]["auroc"] > result["teacher"]["anomaly"]["auroc"] - 0.05
+
+
+def test_same_seed_same_student(tiny_teacher, tabular_file, tmp_path):
+    a = distill(tiny_teacher, tabular_file, tmp_path / "a", hidden=[4], epochs=2, seed=5, quiet=True)
+    b = distill(tiny_teacher, tabular_file, tmp_path / "b", hidden=[4], epochs=2, seed=5, quiet=True)
+    wa = load_student(tmp_path / "a").model.get_weights()
+    wb = load_student(tmp_path / "b").model.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+    assert a["student"] == b["student"]
+
+
+def test_bad_settings_are_clear_errors(tiny_teacher, tabular_file, tmp_path):
+    with pytest.raises(KDError, match="unknown score transform 'cube'"):
+        distill(tiny_teacher, tabular_file, tmp_path / "s", target="cube", quiet=True)
+    with pytest.raises(KDError, match="unexpected keyword argument 'colour'"):
+        distill(tiny_teacher, tabular_file, tmp_path / "s", colour="red", quiet=True)
+    with pytest.raises(KDError, match="int_bits must be smaller"):
+        distill(tiny_teacher, tabular_file, tmp_path / "s", quant={"bits": 2, "int_bits": 4}, quiet=True)
+    assert not (tmp_path / "s").exists()
+
+
+def test_width_mismatch_is_refused(tiny_teacher, tmp_path):
+    np.savez(tmp_path / "narrow.npz", X=np.random.default_rng(0).normal(size=(100, 5)))
+    with pytest.raises(KDError, match="expects 12 features but the data has 5"):
+        distill(tiny_teacher, tmp_path / "narrow.npz", tmp_path / "s", quiet=True)
+    assert not (tmp_path / "s").exists()
+
+
+def test_inverse_density_weights_favour_rare_targets():
+    rng = np.random.default_rng(0)
+    target = np.r_[rng.normal(0, 0.1, 9900), rng.normal(5, 0.1, 100)]
+    w = inverse_density_weights(target, cap=1000.0)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[-100:].mean() > 20 * w[:9900].mean()
+    capped = inverse_density_weights(target, cap=2.0)
+    assert capped.max() / np.median(capped) <= 2.0 + 1e-9
+
+
+def test_tail_oversampling_copies_the_tail():
+    target = np.arange(1000, dtype=float)
+    idx = tail_indices(target, 0.99, 5, np.random.default_rng(0))
+    assert len(idx) == 1000 + 10 * 4
+    counts = np.bincount(idx, minlength=1000)
+    assert set(counts[990:]) == {5} and set(counts[:990]) == {1}
+
+
+def test_queries_shapes_seeds_and_structure():
+    layout = {"objects": 3, "per_object": 3}
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(size=(200, 9))).astype(np.float32)
+    x[:, 1] = 0.0  # object 0 eta is always 0 (like MET)
+    x[:100, 6:9] = 0.0  # object 2 absent in half the events
+    x[:, 2] = rng.uniform(-3, 3, 200)
+    strategies = {"noise": 1.0, "mixup": 0.5, "box": 0.5, "marginals": 0.5}
+    q = make_queries(x, strategies, np.random.default_rng(1), layout)
+    again = make_queries(x, strategies, np.random.default_rng(1), layout)
+    other = make_queries(x, strategies, np.random.default_rng(2), layout)
+    assert q.shape == (500, 9) and np.array_equal(q, again) and not np.array_equal(q, other)
+    objs = q.reshape(-1, 3, 3)
+    assert np.all(objs[:, :, 0] >= 0)
+    assert np.all(np.abs(objs[:, :, 2]) <= np.pi)
+    assert np.all(q[:, 1] == 0.0)
+    absent = objs[:, :, 0] == 0
+    assert np.all(objs[absent] == 0.0)
+    assert absent[:, 2].any() and not absent[:, 2].all()
+
+
+def test_repair_keeps_template_pattern():
+    layout = {"objects": 2, "per_object": 3}
+    template = np.array([[5.0, 1.0, 0.5, 0.0, 0.0, 0.0]])
+    q = np.array([[-2.0, 0.3, 7.0, 3.0, 3.0, 3.0]])
+    fixed = repair_structure(q, template, layout)
+    assert fixed[0, 0] == 2.0 and fixed[0, 2] == pytest.approx(7.0 - 2 * np.pi)
+    assert np.all(fixed[0, 3:] == 0.0)
+
+
+def test_parse_queries():
+    assert parse_queries("none") == {}
+    assert parse_queries("noise:0.5,mixup") == {"noise": 0.5, "mixup": 1.0}
+    with pytest.raises(KDError, match="unknown query strategy 'magic'"):
+        parse_queries("magic")
+    with pytest.raises(KDError, match="must be a number"):
+        parse_queries("noise:lots")
