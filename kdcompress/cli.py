@@ -28,14 +28,27 @@ def _add_seed(p):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kdcompress", description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="kdcompress", description="Distil anomaly-detection teachers into "
+                                     "tiny quantized students for FPGA (hls4ml), TFLite and ONNX.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _data_parser(verbs)
     _teacher_parser(verbs)
     _distill_parser(verbs)
     _demo_parser(verbs)
+    _plugin_parsers(verbs)
     return parser
+
+
+def _plugin_parsers(verbs) -> None:
+    """Verbs defined beside their code: export, benchmark, run, ls (heavy imports stay lazy)."""
+    from .pipelines.cli import add_parsers as add_recipe_parsers
+    add_recipe_parsers(verbs)
+    for module in ("kdcompress.export.cli", "kdcompress.bench.cli"):
+        try:
+            __import__(module, fromlist=["add_parser"]).add_parser(verbs)
+        except ImportError:  # verb not installed in this build
+            pass
 
 
 def _data_parser(verbs):
@@ -75,12 +88,14 @@ def _distill_parser(verbs):
     p.add_argument("--bits", type=int, default=8, help="weight and activation bits")
     p.add_argument("--target", default="log1p", choices=["log1p", "cicada", "identity"])
     p.add_argument("--loss", default="mae", choices=["mae", "mse"])
-    p.add_argument("--reweight", default="none", choices=["none", "inverse-density"])
+    p.add_argument("--reweight", default="inverse-density", choices=["none", "inverse-density"],
+                   help="weight events by 1/density of their target (default), capped")
     p.add_argument("--reweight-cap", type=float, default=10.0)
     p.add_argument("--tail-quantile", type=float, default=0.99, help="tail start for --tail-factor")
     p.add_argument("--tail-factor", type=int, default=1, help="copies of each tail event (1 = off)")
-    p.add_argument("--queries", default="none",
-                   help="teacher-labelled queries off the data, NAME[:FRACTION],...: noise, mixup, box, marginals")
+    p.add_argument("--queries", default="noise:0.5,mixup:0.5",
+                   help="teacher-labelled queries off the data, NAME[:FRACTION],... of noise, mixup, box, "
+                        "marginals, or 'none' (default noise:0.5,mixup:0.5)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch", type=int, default=None, help="batch size (default 1024, smaller for small data)")
     p.add_argument("--lr", type=float, default=3e-3)
@@ -90,7 +105,7 @@ def _distill_parser(verbs):
 
 
 def _demo_parser(verbs):
-    p = verbs.add_parser("demo", help="synthetic ADC2021 data -> teacher -> student, with the result table")
+    p = verbs.add_parser("demo", help="synthetic ADC2021 data -> teacher -> student -> exports -> report")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--events", type=int, default=200_000)
     _add_seed(p)
@@ -126,20 +141,13 @@ def _run_distill(a):
 
 
 def _run_demo(a):
-    from .api import distill, synth_adc2021, train_teacher
+    from .pipelines.run import run_recipe_args
     start = time.perf_counter()
-    out = Path(a.out)
-    data_dir, teacher_path, student_dir = out / "data", out / "teacher.pt", out / "student"
-    print(f"[demo] 1/3 synthetic ADC2021 data ({a.events} background events) -> {data_dir}")
-    synth_adc2021(data_dir, events=a.events, seed=a.seed)
-    print(f"[demo] 2/3 teacher (dense autoencoder) -> {teacher_path}")
-    train_teacher(data_dir, teacher_path, seed=a.seed, quiet=a.quiet)
-    print(f"[demo] 3/3 student (QKeras MLP 32-16-1, 8 bits) -> {student_dir}")
-    distill(teacher_path, data_dir, student_dir, seed=a.seed, quiet=True)
-    from .evaluate import comparison_table
-    from .fileio import read_json
-    print(comparison_table(read_json(student_dir / "metrics.json")))
-    print(f"[demo] done in {time.perf_counter() - start:.0f}s; artefacts in {out}")
+    out, markdown = run_recipe_args("demo", "trigger", {"events": a.events, "seed": a.seed}, Path(a.out),
+                                    quiet=a.quiet)
+    print(markdown)
+    print(f"[demo] done in {time.perf_counter() - start:.0f}s; artefacts in {out} "
+          f"(results.md, teacher.pt, student/, exports/, report/report.html)")
 
 
 def main(argv=None) -> int:

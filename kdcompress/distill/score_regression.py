@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import plots
 from ..data import Dataset
-from ..data.preprocess import fit_preprocessing
+from ..data.preprocess import Preprocessing, fit_preprocessing
 from ..errors import KDError
 from ..evaluate import score_sets, student_size, summarise_scores, teacher_size
 from ..fileio import atomic_dir, write_json
@@ -25,20 +25,24 @@ from .targets import TARGETS
 
 LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
 REWEIGHTS = ("none", "inverse-density")
+DEFAULT_QUERIES = {"noise": 0.5, "mixup": 0.5}  # teacher-labelled points off the normal manifold
 
 
 @dataclass
 class DistillConfig:
     student: str = "mlp"
     hidden: Sequence[int] = (32, 16)
+    student_kwargs: Dict[str, object] = field(default_factory=dict)
+    preprocess: str = "auto"
     quant: QuantConfig = field(default_factory=QuantConfig)
     target: str = "log1p"
+    score_scale: Optional[float] = None
     loss: str = "mae"
-    reweight: str = "none"
+    reweight: str = "inverse-density"
     reweight_cap: float = 10.0
     tail_quantile: float = 0.99
     tail_factor: int = 1
-    queries: Dict[str, float] = field(default_factory=dict)
+    queries: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUERIES))
     epochs: int = 100
     batch: Optional[int] = None
     lr: float = 3e-3
@@ -50,6 +54,8 @@ class DistillConfig:
         TARGETS.get(self.target)
         if self.loss not in LOSSES:
             raise KDError(f"unknown loss '{self.loss}' (known: {', '.join(LOSSES)})")
+        if self.preprocess not in ("auto", "none"):
+            raise KDError(f"preprocess must be 'auto' or 'none', got '{self.preprocess}'")
         if self.reweight not in REWEIGHTS:
             raise KDError(f"unknown reweighting '{self.reweight}' (known: {', '.join(REWEIGHTS)})")
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
@@ -70,12 +76,16 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     progress = EpochProgress(f"student {config.student}", config.epochs, quiet)
     progress.note("scoring training data with the teacher")
     x_train, x_val = _with_queries(data, config)
+    s_train, s_val = teacher.score(x_train), teacher.score(x_val)
+    scale = config.score_scale or auto_score_scale(teacher.score(data.train), config.target)
     transform = TARGETS.get(config.target)
-    y_train, y_val = transform(teacher.score(x_train)), transform(teacher.score(x_val))
-    prep = fit_preprocessing(data.train, centre=data.layout is None)
+    y_train, y_val = transform(s_train / scale), transform(s_val / scale)
+    prep = (Preprocessing.identity(data.n_features) if config.preprocess == "none"
+            else fit_preprocessing(data.train, centre=data.layout is None))
     model, history = _train(prep.apply(x_train), y_train, prep.apply(x_val), y_val, data.n_features,
                             config, progress)
     meta = _student_meta(teacher, data, prep, config, history)
+    meta["score_scale"] = scale
     student = Student(model=model, meta=meta)
     result = evaluate_pair(teacher, student, data)
     result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
@@ -95,6 +105,18 @@ def evaluate_pair(teacher: Teacher, student: Student, data: Dataset) -> dict:
             "params": {"teacher": t_size["params"], "student": s_size["params"]},
             "bops": {"student": s_size["bops"]},
             "background_test_events": int(len(data.test))}
+
+
+def auto_score_scale(background_scores: np.ndarray, target: str) -> float:
+    """Power of two near the median background score, so log1p targets span O(1) whatever the score's units.
+
+    CICADA's target fixes its own range, so it keeps the raw score (scale 1)."""
+    if target == "cicada":
+        return 1.0
+    median = float(np.median(background_scores))
+    if not np.isfinite(median) or median <= 0:
+        return 1.0
+    return float(2.0 ** np.round(np.log2(median)))
 
 
 def _with_queries(data: Dataset, config: DistillConfig):
@@ -121,7 +143,7 @@ def _train(z_train, y_train, z_val, y_val, n_features, config: DistillConfig, pr
     weights = (inverse_density_weights(y_train, config.reweight_cap)[idx]
                if config.reweight == "inverse-density" else None)
     model = STUDENTS.get(config.student)(n_features, hidden=tuple(int(h) for h in config.hidden),
-                                         quant=config.quant, seed=config.seed)
+                                         quant=config.quant, seed=config.seed, **config.student_kwargs)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=LOSSES[config.loss])
     callbacks = [
         tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),

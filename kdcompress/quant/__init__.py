@@ -17,6 +17,8 @@ class QuantConfig:
     input_int_bits: int = 7
     output_bits: int = 16
     output_int_bits: int = 6
+    input_signed: bool = True
+    output_signed: bool = True
 
     def __post_init__(self):
         for name, value in asdict(self).items():
@@ -24,8 +26,11 @@ class QuantConfig:
                 raise KDError(f"quantization setting {name} must be a non-negative integer, got {value!r}")
         for total, integer in (("bits", "int_bits"), ("relu_bits", "relu_int_bits"),
                                ("input_bits", "input_int_bits"), ("output_bits", "output_int_bits")):
-            if getattr(self, total) < 2 or getattr(self, integer) >= getattr(self, total):
-                raise KDError(f"quantization: {integer} must be smaller than {total} (>= 2)")
+            if getattr(self, total) < 2 or getattr(self, integer) > getattr(self, total):
+                raise KDError(f"quantization: {integer} must not exceed {total} (>= 2)")
+        for total, integer in (("bits", "int_bits"), ("relu_bits", "relu_int_bits")):
+            if getattr(self, integer) >= getattr(self, total):
+                raise KDError(f"quantization: {integer} must be smaller than {total}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,8 +49,10 @@ class QuantConfig:
 
     def input_quantizer(self):
         from ..tf_env import qkeras
-        return qkeras().quantized_bits(self.input_bits, self.input_int_bits, alpha=1)
+        return qkeras().quantized_bits(self.input_bits, self.input_int_bits, keep_negative=self.input_signed,
+                                       alpha=1)
 
     def output_quantizer(self):
         from ..tf_env import qkeras
-        return qkeras().quantized_bits(self.output_bits, self.output_int_bits, alpha=1)
+        return qkeras().quantized_bits(self.output_bits, self.output_int_bits, keep_negative=self.output_signed,
+                                       alpha=1)

@@ -1,0 +1,3 @@
+"""End-to-end pipelines that recipes name: data -> teacher -> student -> exports -> report."""
+from ..config import PIPELINES  # noqa: F401
+from . import trigger  # noqa: F401  (registers pipelines)
