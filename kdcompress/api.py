@@ -28,8 +28,11 @@ def train_teacher(data, out, arch: str = "dense-ae", hidden: Sequence[int] = (51
                   seed=seed, quiet=quiet, **kwargs)
 
 
-def distill(teacher, data, out, score: Optional[str] = None, quiet: bool = False, **config) -> dict:
-    """Distil `teacher` (path or Teacher) into a quantized student folder at `out`; returns metrics."""
+def distill(teacher, data, out, score: Optional[str] = None, quiet: bool = False, auto: bool = False,
+            budget_macs: Optional[int] = None, budget_bops: Optional[int] = None, **config) -> dict:
+    """Distil `teacher` (path or Teacher) into a quantized student folder at `out`; returns metrics.
+
+    `auto=True` picks query strategy, head and width under the MAC/BOP budget by label-free fidelity."""
     from .distill import DistillConfig, distill as _distill
     from .quant import QuantConfig
     from .teachers import Teacher, load_teacher
@@ -43,4 +46,8 @@ def distill(teacher, data, out, score: Optional[str] = None, quiet: bool = False
         cfg = DistillConfig(quant=quant, **config)
     except TypeError as exc:
         raise KDError(f"distill: {exc}") from None
+    if auto:
+        from .distill.auto import auto_distill
+        return auto_distill(teacher, dataset, out, cfg, budget_macs=budget_macs, budget_bops=budget_bops,
+                            quiet=quiet)
     return _distill(teacher, dataset, out, cfg, quiet=quiet)

@@ -83,7 +83,8 @@ def _distill_parser(verbs):
     p.add_argument("teacher", help="teacher.pt: kdcompress checkpoint, TorchScript or torch.export archive")
     p.add_argument("--data", required=True, help="ADC2021 folder or tabular .npz/.csv")
     p.add_argument("--score", default=None, help="scoring for TorchScript/export teachers (e.g. mse)")
-    p.add_argument("--student", default="mlp")
+    p.add_argument("--student", "--head", dest="student", default="mlp", choices=["mlp", "energy", "cnn"],
+                   help="student head: mlp, energy (log1p of a sum of squared projections), cnn")
     p.add_argument("--hidden", type=_int_list, default=[32, 16])
     p.add_argument("--bits", type=int, default=8, help="weight and activation bits")
     p.add_argument("--target", default="log1p", choices=["log1p", "cicada", "identity"])
@@ -96,6 +97,11 @@ def _distill_parser(verbs):
     p.add_argument("--queries", default="noise:0.5,mixup:0.5",
                    help="teacher-labelled queries off the data, NAME[:FRACTION],... of noise, mixup, box, "
                         "marginals, or 'none' (default noise:0.5,mixup:0.5)")
+    p.add_argument("--outliers", default=None, help="outlier-exposure data (.npz/.csv/.h5) for --queries outliers:F")
+    p.add_argument("--auto", action="store_true",
+                   help="choose queries, head and width under the budget by label-free fidelity")
+    p.add_argument("--budget-macs", type=int, default=None, help="--auto: max student MACs (default teacher/50)")
+    p.add_argument("--budget-bops", type=int, default=None, help="--auto: max student bit operations")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch", type=int, default=None, help="batch size (default 1024, smaller for small data)")
     p.add_argument("--lr", type=float, default=3e-3)
@@ -130,13 +136,21 @@ def _distill_kwargs(a) -> dict:
     quant = {"bits": a.bits, "relu_bits": a.bits}
     return dict(student=a.student, hidden=a.hidden, quant=quant, target=a.target, loss=a.loss,
                 reweight=a.reweight, reweight_cap=a.reweight_cap, tail_quantile=a.tail_quantile,
-                tail_factor=a.tail_factor, queries=parse_queries(a.queries), epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
+                tail_factor=a.tail_factor, queries=parse_queries(a.queries), outliers=a.outliers, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 
 
 def _run_distill(a):
     from .api import distill
     from .evaluate import comparison_table
-    print(comparison_table(distill(a.teacher, a.data, a.out, score=a.score, quiet=a.quiet, **_distill_kwargs(a))))
+    result = distill(a.teacher, a.data, a.out, score=a.score, quiet=a.quiet, auto=a.auto,
+                     budget_macs=a.budget_macs, budget_bops=a.budget_bops, **_distill_kwargs(a))
+    print(comparison_table(result))
+    fid = result["fidelity"]
+    print(f"fidelity (label-free): spearman {fid['spearman']:.4f}, top-1% AUROC {fid['top_1pct_auroc']:.4f}, "
+          f"top-0.1% AUROC {fid['top_0.1pct_auroc']:.4f}")
+    if "selection" in result:
+        chosen = result["selection"]["chosen"]
+        print(f"--auto chose head {chosen['head']}, queries {chosen['queries']}, hidden {chosen['hidden']}")
     print(f"student written to {a.out} (metrics.json, student.json, model.h5, training.png)")
 
 

@@ -137,6 +137,8 @@ def _layer_shapes(layer) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def _keras_layer_macs(layer) -> int:
     """MACs per event of Dense / Conv / ConvTranspose / DepthwiseConv layers (and QKeras twins), else 0."""
     L = _keras_layers_module()
+    if isinstance(layer, L.Multiply):
+        return math.prod(_event_shape(layer.get_output_shape_at(0), layer, "output"))
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
         raise KDError(f"layer '{layer.name}' ({type(layer).__name__}): separable convolutions are not counted yet")
     if not isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseConv2D)):
@@ -218,11 +220,21 @@ def _kernel_bits(layer) -> int:
     return _quantizer_bits(quantizer)
 
 
+def _multiply_operand_bits(layer) -> int:
+    """Product of the operand bit widths of an elementwise Multiply (e.g. squares in an energy head)."""
+    nodes = getattr(layer, "inbound_nodes", None) or []
+    operands = nodes[0].inbound_layers if nodes else []
+    bits = [_quantizer_bits(getattr(op, "quantizer", None)) for op in operands] or [FLOAT_BITS, FLOAT_BITS]
+    return int(math.prod(bits))
+
+
 def keras_bops(model) -> int:
     """Bit operations per event: sum over MAC layers of MACs * kernel bits * input-activation bits."""
     total = 0
     for layer in _flat_layers(model):
         macs = _keras_layer_macs(layer)
-        if macs:
+        if macs and type(layer).__name__ == "Multiply":
+            total += macs * _multiply_operand_bits(layer)
+        elif macs:
             total += macs * _kernel_bits(layer) * _input_activation_bits(layer)
     return int(total)

@@ -114,3 +114,19 @@ def parse_queries(text: str) -> Dict[str, float]:
         if out[name] < 0:
             raise KDError(f"query fraction for '{name}' must be >= 0")
     return out
+
+
+def load_outliers(path: str, n_features: int) -> np.ndarray:
+    """Outlier-exposure events: every row of a .npz/.csv (labels ignored) or an ADC2021 .h5 file."""
+    from pathlib import Path
+    p = Path(path)
+    if p.suffix.lower() in (".h5", ".hdf5"):
+        from ..data.adc2021 import read_particles, to_features
+        x = to_features(read_particles(p))
+    else:
+        from ..data import load_dataset
+        d = load_dataset(p)
+        x = np.concatenate([d.train, d.val, d.test, *d.signals.values()])
+    if x.shape[1] != n_features:
+        raise KDError(f"outlier data {p} has {x.shape[1]} features, the data has {n_features}")
+    return x.astype(np.float32)

@@ -19,11 +19,13 @@ from ..quant import QuantConfig
 from ..registry import METHODS, STUDENTS
 from ..students import Student, save_student
 from ..teachers import Teacher
-from .queries import make_queries
+from .fidelity import fidelity_of, probe_set
+from .queries import load_outliers, make_queries
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
 
 LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
+OUTPUT_TRANSFORMS = {"energy": "log1p"}  # students whose raw output is an energy, not the target itself
 REWEIGHTS = ("none", "inverse-density")
 DEFAULT_QUERIES = {"noise": 0.5, "mixup": 0.5}  # teacher-labelled points off the normal manifold
 
@@ -43,6 +45,7 @@ class DistillConfig:
     tail_quantile: float = 0.99
     tail_factor: int = 1
     queries: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUERIES))
+    outliers: Optional[str] = None
     epochs: int = 100
     batch: Optional[int] = None
     lr: float = 3e-3
@@ -68,16 +71,31 @@ class DistillConfig:
 
 @METHODS.register("score-regression")
 def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig] = None,
-            quiet: bool = False) -> dict:
-    """Train the student on teacher-labelled background, evaluate both, write the student folder to `out`."""
+            quiet: bool = False, extra: Optional[dict] = None) -> dict:
+    """Train the student on teacher-labelled data, evaluate both, write the student folder to `out`."""
     config = config or DistillConfig()
+    student, history = fit_student(teacher, data, config, quiet)
+    result = evaluate_pair(teacher, student, data)
+    result["fidelity"] = fidelity_of(teacher.score, student.score, probe_set(data.val, data.layout))
+    result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
+    result.update(extra or {})
+    with atomic_dir(out) as tmp:
+        save_student(student, tmp)
+        write_json(tmp / "metrics.json", result)
+        plots.loss_curve(tmp / "training.png", {"train": history["loss"], "val": history["val_loss"]},
+                         f"student regressing {config.target}(teacher score)", ylabel=config.loss)
+    return result
+
+
+def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: bool = False):
+    """Train one student (no files written): returns (Student, training history)."""
     config.validate()
     _check_width(teacher, data)
     progress = EpochProgress(f"student {config.student}", config.epochs, quiet)
     progress.note("scoring training data with the teacher")
     x_train, x_val = _with_queries(data, config)
     s_train, s_val = teacher.score(x_train), teacher.score(x_val)
-    scale = config.score_scale or auto_score_scale(teacher.score(data.train), config.target)
+    scale = config.score_scale or auto_score_scale(s_train[:len(data.train)], config.target)
     transform = TARGETS.get(config.target)
     y_train, y_val = transform(s_train / scale), transform(s_val / scale)
     prep = (Preprocessing.identity(data.n_features) if config.preprocess == "none"
@@ -86,15 +104,7 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
                             config, progress)
     meta = _student_meta(teacher, data, prep, config, history)
     meta["score_scale"] = scale
-    student = Student(model=model, meta=meta)
-    result = evaluate_pair(teacher, student, data)
-    result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
-    with atomic_dir(out) as tmp:
-        save_student(student, tmp)
-        write_json(tmp / "metrics.json", result)
-        plots.loss_curve(tmp / "training.png", {"train": history["loss"], "val": history["val_loss"]},
-                         f"student regressing {config.target}(teacher score)", ylabel=config.loss)
-    return result
+    return Student(model=model, meta=meta), history
 
 
 def evaluate_pair(teacher: Teacher, student: Student, data: Dataset) -> dict:
@@ -124,8 +134,9 @@ def _with_queries(data: Dataset, config: DistillConfig):
     if not config.queries:
         return data.train, data.val
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
-    q_train = make_queries(data.train, config.queries, rng_train, data.layout)
-    q_val = make_queries(data.val, config.queries, rng_val, data.layout)
+    outliers = load_outliers(config.outliers, data.n_features) if config.outliers else None
+    q_train = make_queries(data.train, config.queries, rng_train, data.layout, outliers)
+    q_val = make_queries(data.val, config.queries, rng_val, data.layout, outliers)
     return np.concatenate([data.train, q_train]), np.concatenate([data.val, q_val])
 
 
@@ -144,7 +155,7 @@ def _train(z_train, y_train, z_val, y_val, n_features, config: DistillConfig, pr
                if config.reweight == "inverse-density" else None)
     model = STUDENTS.get(config.student)(n_features, hidden=tuple(int(h) for h in config.hidden),
                                          quant=config.quant, seed=config.seed, **config.student_kwargs)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=LOSSES[config.loss])
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=_loss(tf, config))
     callbacks = [
         tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
         tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-5),
@@ -154,6 +165,18 @@ def _train(z_train, y_train, z_val, y_val, n_features, config: DistillConfig, pr
                      validation_data=(z_val, y_val.astype(np.float32)), epochs=config.epochs,
                      batch_size=auto_batch(len(idx), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def _loss(tf, config: DistillConfig):
+    """L1/L2 on the target; heads that output an energy E are compared as log1p(E)."""
+    if OUTPUT_TRANSFORMS.get(config.student) != "log1p":
+        return LOSSES[config.loss]
+    power = 1 if config.loss == "mae" else 2
+
+    def energy_loss(y_true, energy):
+        diff = tf.math.log1p(tf.nn.relu(energy)) - y_true
+        return tf.reduce_mean(tf.abs(diff) ** power, axis=-1)
+    return energy_loss
 
 
 def _ProgressCallback(tf, progress):
@@ -173,6 +196,7 @@ def _student_meta(teacher: Teacher, data: Dataset, prep, config: DistillConfig, 
         "layout": data.layout,
         "preprocessing": prep.to_dict(),
         "score_transform": config.target,
+        "output_transform": OUTPUT_TRANSFORMS.get(config.student, "none"),
         "quant": config.quant.to_dict(),
         "config": {k: v for k, v in asdict(config).items() if k != "quant"},
         "teacher_fingerprint": teacher_fingerprint(teacher),

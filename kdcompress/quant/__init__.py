@@ -52,6 +52,28 @@ class QuantConfig:
         return qkeras().quantized_bits(self.input_bits, self.input_int_bits, keep_negative=self.input_signed,
                                        alpha=1)
 
+    # Energy head: an energy E ~ score / scale spans several decades, so its path is wider than the trunk's.
+    def _projection_format(self):
+        return self.relu_bits + 2, self.relu_int_bits + 2
+
+    def projection_quantizer(self):
+        """Signed projections before squaring: 2 bits wider (and 2 more integer bits) than the ReLUs."""
+        from ..tf_env import qkeras
+        bits, integer = self._projection_format()
+        return qkeras().quantized_bits(bits, integer, alpha=1)
+
+    def square_quantizer(self):
+        """Squares of projections, exact: twice the projection's bits and integer bits, unsigned."""
+        from ..tf_env import qkeras
+        bits, integer = self._projection_format()
+        return qkeras().quantized_bits(2 * bits, 2 * integer, keep_negative=False, alpha=1)
+
+    def energy_output_quantizer(self):
+        """Energy output: unsigned, 8 more bits than the regression output, all of them integer bits."""
+        from ..tf_env import qkeras
+        return qkeras().quantized_bits(self.output_bits + 8, self.output_int_bits + 10, keep_negative=False,
+                                       alpha=1)
+
     def output_quantizer(self):
         from ..tf_env import qkeras
         return qkeras().quantized_bits(self.output_bits, self.output_int_bits, keep_negative=self.output_signed,

@@ -10,7 +10,7 @@ from ..data.preprocess import Preprocessing
 from ..errors import KDError
 from ..fileio import read_json
 from ..quant import QuantConfig
-from . import mlp  # noqa: F401  (registers builders)
+from . import energy, mlp  # noqa: F401  (registers builders)
 from . import cnn  # noqa: F401
 
 MODEL_FILE = "model.h5"
@@ -36,6 +36,12 @@ class Student:
         return self.score_preprocessed(self.preprocessing.apply(x), batch)
 
     def score_preprocessed(self, z: np.ndarray, batch: int = 16384) -> np.ndarray:
+        """In the target space: the raw model output, or log1p of it for heads that output an energy."""
+        raw = self.raw_output(z, batch)
+        return np.log1p(np.maximum(raw, 0.0)) if self.meta.get("output_transform") == "log1p" else raw
+
+    def raw_output(self, z: np.ndarray, batch: int = 16384) -> np.ndarray:
+        """What the model (and its firmware) outputs for preprocessed inputs."""
         out = [np.asarray(self.model(z[s:s + batch], training=False)).reshape(-1)
                for s in range(0, len(z), batch)]
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

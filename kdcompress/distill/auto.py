@@ -1,0 +1,117 @@
+"""`distill --auto`: choose query strategy, head and width under a MAC/BOP budget by fidelity alone.
+
+Anomaly labels are never read here: candidates are trained on a subsample of the normal training split
+and ranked on the label-free probe set (validation events + broad teacher-labelled queries). Signals are
+scored only afterwards, for the ablation table, and never influence the choice.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import KDError
+from ..evaluate import score_sets, student_size, summarise_scores, teacher_size
+from ..progress import EpochProgress
+from ..teachers import Teacher
+from .fidelity import fidelity_of, fidelity_rank, probe_set
+from .score_regression import DistillConfig, distill, fit_student
+
+STRATEGIES: Dict[str, Dict[str, float]] = {
+    "none": {},
+    "noise": {"noise": 1.0},
+    "noise+mixup": {"noise": 0.5, "mixup": 0.5},
+    "broad": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15},
+}
+HEADS = ("mlp", "energy")
+WIDTHS: Tuple[Tuple[int, int], ...] = ((8, 4), (16, 8), (24, 12), (32, 16), (48, 24), (64, 32), (96, 48))
+SEARCH_EVENTS = 40_000
+SEARCH_EPOCHS = 40
+MIN_COMPRESSION = 50  # default budget: 50x fewer MACs than the teacher
+
+
+def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budget_macs: Optional[int] = None,
+                 budget_bops: Optional[int] = None, quiet: bool = False) -> dict:
+    """Search, pick by fidelity, retrain the winner on all data and write it like `distill`."""
+    budget = _budget(teacher, budget_macs, budget_bops)
+    search_data = _subsample(data, base.seed)
+    probe = probe_set(data.val, data.layout)
+    log = EpochProgress("auto", 1, quiet)
+    widths = _widths_within(data.n_features, base, budget)
+    trials: List[dict] = []
+    for strategy in STRATEGIES:
+        for head in HEADS:
+            trials.append(_trial(teacher, search_data, probe, base, strategy, head, widths[-1], log))
+    best = max(trials, key=lambda t: t["rank"])
+    for width in widths[-3:-1]:
+        trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], width, log))
+    best = max(trials, key=lambda t: t["rank"])
+    log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']} "
+             f"(fidelity rank {best['rank']:.4f})")
+    final = _config_for(base, best["queries"], best["head"], best["hidden"])
+    selection = {"budget": budget, "search_events": len(search_data.train), "chosen": _public(best),
+                 "tried": [_public(t) for t in trials], "criterion": "mean(spearman, top_1pct_auroc, "
+                 "top_0.1pct_auroc) on held-out teacher-labelled probes; labels never used"}
+    ablation = _ablation(data, trials)
+    return distill(teacher, data, out, final, quiet=quiet, extra={"selection": selection, "ablation": ablation})
+
+
+def _budget(teacher: Teacher, budget_macs, budget_bops) -> dict:
+    if budget_macs is not None and budget_macs < 1 or budget_bops is not None and budget_bops < 1:
+        raise KDError("--budget-macs / --budget-bops must be positive")
+    if budget_macs is None and budget_bops is None:
+        budget_macs = teacher_size(teacher)["macs"] // MIN_COMPRESSION
+    return {"macs": budget_macs, "bops": budget_bops}
+
+
+def _widths_within(n_features: int, base: DistillConfig, budget: dict) -> List[Tuple[int, int]]:
+    from ..registry import STUDENTS
+    fits = []
+    for width in WIDTHS:
+        size = student_size(STUDENTS.get("mlp")(n_features, hidden=width, quant=base.quant))
+        if (budget["macs"] is None or size["macs"] <= budget["macs"]) and \
+                (budget["bops"] is None or size["bops"] <= budget["bops"]):
+            fits.append(width)
+    if not fits:
+        raise KDError(f"no student fits the budget {budget}; the smallest is {WIDTHS[0]}")
+    return fits
+
+
+def _subsample(data: Dataset, seed: int) -> Dataset:
+    if len(data.train) <= SEARCH_EVENTS:
+        return data
+    idx = np.random.default_rng(seed).choice(len(data.train), SEARCH_EVENTS, replace=False)
+    return dataclasses.replace(data, train=data.train[np.sort(idx)], signals={})
+
+
+def _config_for(base: DistillConfig, queries, head: str, hidden: Sequence[int], **changes) -> DistillConfig:
+    q = STRATEGIES[queries] if isinstance(queries, str) else queries
+    return dataclasses.replace(base, student=head, hidden=tuple(hidden), queries=dict(q), **changes)
+
+
+def _trial(teacher, data, probe, base, strategy, head, hidden, log) -> dict:
+    config = _config_for(base, strategy, head, hidden, epochs=min(base.epochs, SEARCH_EPOCHS))
+    student, _ = fit_student(teacher, data, config, quiet=True)
+    fid = fidelity_of(teacher.score, student.score, probe)
+    size = student_size(student.model)
+    log.note(f"tried head {head:<6} queries {strategy:<12} hidden {hidden}: spearman {fid['spearman']:.4f} "
+             f"top1% {fid['top_1pct_auroc']:.4f} top0.1% {fid['top_0.1pct_auroc']:.4f}")
+    return {"head": head, "queries": strategy, "hidden": list(hidden), "fidelity": fid, "rank": fidelity_rank(fid),
+            "macs": size["macs"], "bops": size["bops"], "student": student}
+
+
+def _public(trial: dict) -> dict:
+    return {k: v for k, v in trial.items() if k != "student"}
+
+
+def _ablation(data: Dataset, trials: List[dict]) -> List[dict]:
+    """Strategy x head table: fidelity, and AUROC where the data has labelled signals (evaluation only)."""
+    rows = []
+    for t in trials:
+        row = _public(t)
+        if data.signals:
+            row["auroc"] = {k: v["auroc"] for k, v in summarise_scores(score_sets(t["student"].score, data)).items()}
+        rows.append(row)
+    return rows
