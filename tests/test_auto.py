@@ -1,0 +1,98 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from kdcompress import KDError, load_dataset
+from kdcompress.distill import auto
+from kdcompress.distill.fidelity import fidelity, fidelity_rank, probe_set
+from kdcompress.teachers import load_teacher
+
+
+def test_fidelity_by_hand():
+    t = np.arange(1000, dtype=float)
+    perfect = fidelity(t, 3 * t + 1)
+    assert perfect == {"spearman": 1.0, "top_1pct_auroc": 1.0, "top_0.1pct_auroc": 1.0}
+    reversed_ = fidelity(t, -t)
+    assert reversed_["spearman"] == -1.0 and reversed_["top_1pct_auroc"] == 0.0
+    # student ranks the teacher's top 10 (top 1%) below 5 of the 990 others: AUROC = 1 - 5*10/(10*990)
+    s = t.copy()
+    s[:5] = 2000.0
+    assert fidelity(t, s)["top_1pct_auroc"] == pytest.approx(1 - 50 / 9900)
+    assert fidelity_rank(perfect) == 1.0
+
+
+def test_probe_set_is_fixed_and_broad(tabular_file):
+    data = load_dataset(tabular_file)
+    a, b = probe_set(data.val, None), probe_set(data.val, None)
+    assert np.array_equal(a, b) and len(a) == 2 * len(data.val)
+    assert a[len(data.val):].std() > data.val.std()
+
+
+@pytest.fixture
+def small_search(monkeypatch):
+    monkeypatch.setattr(auto, "STRATEGIES", {"none": {}, "noise": {"noise": 1.0}})
+    monkeypatch.setattr(auto, "WIDTHS", ((4, 2), (8, 4)))
+    monkeypatch.setattr(auto, "SEARCH_EPOCHS", 3)
+
+
+def _shuffled_labels(data):
+    """Same normal training data; the evaluation 'anomalies' replaced by a shuffle of test and anomaly rows."""
+    pool = np.concatenate([data.test, data.signals["anomaly"]])
+    rng = np.random.default_rng(7)
+    pool = pool[rng.permutation(len(pool))]
+    n = len(data.signals["anomaly"])
+    return dataclasses.replace(data, test=pool[n:], signals={"anomaly": pool[:n]})
+
+
+def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.distill import DistillConfig
+    teacher = load_teacher(tiny_teacher)
+    data = load_dataset(tabular_file)
+    base = DistillConfig(epochs=4, seed=0)
+    a = auto.auto_distill(teacher, data, tmp_path / "a", base, budget_macs=10_000, quiet=True)
+    b = auto.auto_distill(teacher, _shuffled_labels(data), tmp_path / "b", base, budget_macs=10_000, quiet=True)
+    assert a["selection"]["chosen"] == b["selection"]["chosen"]
+    assert [t["rank"] for t in a["selection"]["tried"]] == [t["rank"] for t in b["selection"]["tried"]]
+    assert a["ablation"][0]["auroc"] != b["ablation"][0]["auroc"]  # the labels did change the evaluation
+    tried = {(t["head"], t["queries"]) for t in a["selection"]["tried"]}
+    assert tried >= {("mlp", "none"), ("mlp", "noise"), ("energy", "none"), ("energy", "noise")}
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert saved["selection"]["chosen"]["head"] in ("mlp", "energy")
+    assert set(saved["fidelity"]) == {"spearman", "top_1pct_auroc", "top_0.1pct_auroc"}
+
+
+def test_default_budget_is_fifty_times_below_teacher(small_search, tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.distill import DistillConfig
+    teacher = load_teacher(tiny_teacher)  # ~1.9k MACs: /50 leaves no room even for the 12-4-2-1 student
+    with pytest.raises(KDError, match="no student fits the budget"):
+        auto.auto_distill(teacher, load_dataset(tabular_file), tmp_path / "s", DistillConfig(epochs=1), quiet=True)
+
+
+def test_auto_respects_budget(small_search, tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.distill import DistillConfig
+    teacher = load_teacher(tiny_teacher)
+    data = load_dataset(tabular_file)
+    result = auto.auto_distill(teacher, data, tmp_path / "s", DistillConfig(epochs=2), budget_macs=12 * 4 + 8 + 2,
+                               quiet=True)
+    assert all(t["hidden"] == [4, 2] for t in result["selection"]["tried"])
+    with pytest.raises(KDError, match="no student fits the budget"):
+        auto.auto_distill(teacher, data, tmp_path / "t", DistillConfig(epochs=2), budget_macs=10, quiet=True)
+    assert not (tmp_path / "t").exists()
+
+
+def test_energy_head_trains_and_reports_log1p(tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.api import distill
+    from kdcompress.students import load_student
+    result = distill(tiny_teacher, tabular_file, tmp_path / "e", student="energy", hidden=[16, 8], epochs=20,
+                     quiet=True)
+    student = load_student(tmp_path / "e")
+    assert student.meta["output_transform"] == "log1p"
+    data = load_dataset(tabular_file)
+    z = student.preprocessing.apply(data.test[:100])
+    raw = student.raw_output(z)
+    assert np.all(raw >= 0)
+    assert np.allclose(student.score(data.test[:100]), np.log1p(raw))
+    assert result["student"]["anomaly"]["auroc"] > 0.75
+    assert result["macs"]["student"] == 12 * 16 + 16 * 8 + 8 + 8  # trunk, projections, squares, sum
