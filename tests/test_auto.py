@@ -96,3 +96,15 @@ def test_energy_head_trains_and_reports_log1p(tiny_teacher, tabular_file, tmp_pa
     assert np.allclose(student.score(data.test[:100]), np.log1p(raw))
     assert result["student"]["anomaly"]["auroc"] > 0.75
     assert result["macs"]["student"] == 12 * 16 + 16 * 8 + 8 + 8  # trunk, projections, squares, sum
+
+
+@pytest.mark.slow
+def test_energy_head_is_bit_exact_through_hls4ml(tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.api import distill
+    from kdcompress.export import export
+    distill(tiny_teacher, tabular_file, tmp_path / "e", student="energy", hidden=[8, 4], epochs=3, quiet=True)
+    manifest = export(tmp_path / "e", ["fpga", "onnx"], out=tmp_path / "x", quiet=True)
+    by_target = {a["target"]: a for a in manifest["artefacts"]}
+    assert by_target["fpga"]["agreement"]["bit_exact_fraction"] == 1.0
+    assert by_target["fpga"]["agreement"]["events"] >= 600  # every held-out row of the tiny data set
+    assert by_target["onnx"]["agreement"]["max_abs_diff"] <= 1e-5
