@@ -44,11 +44,10 @@ def _plugin_parsers(verbs) -> None:
     """Verbs defined beside their code: export, benchmark, run, ls (heavy imports stay lazy)."""
     from .pipelines.cli import add_parsers as add_recipe_parsers
     add_recipe_parsers(verbs)
-    for module in ("kdcompress.export.cli", "kdcompress.bench.cli"):
-        try:
-            __import__(module, fromlist=["add_parser"]).add_parser(verbs)
-        except ImportError:  # verb not installed in this build
-            pass
+    from .bench.cli import add_parser as add_benchmark_parser
+    from .export.cli import add_parser as add_export_parser
+    add_export_parser(verbs)
+    add_benchmark_parser(verbs)
 
 
 def _data_parser(verbs):

@@ -72,11 +72,18 @@ def _int8_artefact(ctx: ExportContext, folder, z, reference) -> dict:
 
 
 def _representative(ctx: ExportContext) -> np.ndarray:
-    """Preprocessed background training events (never the held-out test split or signals)."""
-    train = ctx.data.dataset.train
+    """Preprocessed background training events plus as many queries around them (never test data or signals).
+
+    Background alone calibrates the output range to normal scores, so anomalies would saturate the int8
+    output and every low-rate threshold would be lost; the queries widen the calibrated range."""
+    from ..distill.queries import make_queries
+    from ..distill.score_regression import DEFAULT_QUERIES
+    dataset = ctx.data.dataset
     rng = np.random.default_rng(ctx.seed)
-    rows = np.sort(rng.choice(len(train), size=min(REPRESENTATIVE_EVENTS, len(train)), replace=False))
-    return ctx.source.model.preprocessing.apply(train[rows])
+    half = min(REPRESENTATIVE_EVENTS // 2, len(dataset.train))
+    background = dataset.train[np.sort(rng.choice(len(dataset.train), size=half, replace=False))]
+    queries = make_queries(background, DEFAULT_QUERIES, rng, dataset.layout)
+    return ctx.source.model.preprocessing.apply(np.concatenate([background, queries]))
 
 
 def _int8_converter(twin, representative: np.ndarray):

@@ -24,7 +24,7 @@ def object_mask(x: torch.Tensor, layout: Optional[dict]) -> torch.Tensor:
     if not layout:
         return torch.ones_like(x)
     per = int(layout["per_object"])
-    present = (x.reshape(len(x), -1, per)[:, :, :1] != 0).to(x.dtype)
+    present = (x.reshape(-1, x.shape[1] // per, per)[:, :, :1] != 0).to(x.dtype)
     return present.expand(-1, -1, per).reshape(x.shape)
 
 

@@ -1,0 +1,352 @@
+"""Benchmark report rendering: figures (PNG), Markdown and a self-contained HTML page (plots as base64)."""
+from __future__ import annotations
+
+import base64
+import html as html_lib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from . import figures, metrics
+
+FIGURE_DIR = "plots"
+PRIMARY_RUNTIME = {"teacher": "torch", "student": "keras", "baseline": "torch"}
+DASH = "—"
+
+
+@dataclass
+class Table:
+    header: List[str]
+    rows: List[List[str]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: List[str]
+    tables: List[Table]
+    images: List[dict]
+
+
+# ---------------------------------------------------------------- number formats
+
+def _fmt(value, spec: str = ".4f", suffix: str = "") -> str:
+    return DASH if value is None else f"{value:{spec}}{suffix}"
+
+
+def _count(value) -> str:
+    return DASH if value is None else f"{int(value):,}"
+
+
+def _ratio(value) -> str:
+    return DASH if value is None else f"{value:.3g}×"
+
+
+def _percent(fraction) -> str:
+    return DASH if fraction is None else f"{100 * fraction:.3g} %"
+
+
+def _label(row: dict) -> List[str]:
+    runtime = row["runtime"] + ("" if row["for_speed"] else " †")
+    return [row["model"], runtime]
+
+
+def _signals(report: dict) -> List[str]:
+    return list(report["rows"][0]["auroc"]) if report["rows"] else []
+
+
+# ---------------------------------------------------------------- figures
+
+SAME_MODEL_REL_DIFF = 1e-3  # artefacts closer than this to their model's scores are not drawn again
+
+
+def _primary_and_differing(report: dict) -> List[dict]:
+    """Rows worth a curve: each model's reference runtime, and artefacts whose scores differ from it."""
+    chosen = []
+    for row in report["rows"]:
+        agreement = row.get("agreement")
+        if PRIMARY_RUNTIME[row["model"]] == row["runtime"]:
+            chosen.append(row)
+        elif agreement and agreement["max_rel_diff"] > SAME_MODEL_REL_DIFF:
+            chosen.append(row)
+    return chosen
+
+
+def _key(row: dict) -> str:
+    """The scores' key of a row (Runtime.label)."""
+    return f"{row['model']} / {row['runtime']}"
+
+
+def draw_figures(report: dict, scores: Dict[str, Dict[str, np.ndarray]], folder: Path) -> List[dict]:
+    """ROC overlay per signal and score histogram per model; returns [{file, caption}] relative to the report."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rate = report["rate"]
+    marks = {"FPR 1e-5": 1e-5, "FPR 1e-4": 1e-4, f"{rate['target_khz']:g} kHz": rate["pass_fraction"]}
+    drawn = []
+    curves_rows = _primary_and_differing(report)
+    for signal in _signals(report):
+        name = f"roc_{figures.file_stem(signal)}.png"
+        curves = [(f"{r['model']} ({r['runtime']})", scores[_key(r)]["background"], scores[_key(r)][signal])
+                  for r in curves_rows]
+        figures.roc_overlay(folder / name, signal, curves, rate["background_test_events"], marks)
+        drawn.append({"file": f"{folder.name}/{name}", "caption": f"ROC curves for {signal}", "kind": "roc"})
+    for row in report["rows"]:
+        if PRIMARY_RUNTIME[row["model"]] != row["runtime"]:
+            continue
+        model_scores = scores[_key(row)]
+        name = f"scores_{row['model']}.png"
+        signals = {k: v for k, v in model_scores.items() if k != "background"}
+        figures.score_histogram(folder / name, f"{row['model']} ({row['runtime']}) anomaly score",
+                                _score_axis(report, row["model"]), model_scores["background"], signals,
+                                row["rate"]["threshold"], f"threshold at {rate['target_khz']:g} kHz")
+        drawn.append({"file": f"{folder.name}/{name}", "caption": f"{row['model']} score distributions",
+                      "kind": "scores"})
+    return drawn
+
+
+def _score_axis(report: dict, model: str) -> str:
+    models = report["models"]
+    if model == "student":
+        return f"student output = {models['student'].get('score_transform')}(teacher score)"
+    if model == "baseline":
+        return f"baseline reconstruction error ({models['baseline']['score']})"
+    return f"teacher score ({models['teacher']['score']})"
+
+
+# ---------------------------------------------------------------- sections
+
+def sections(report: dict) -> List[Section]:
+    return [_headline(report), _detection(report), _rate(report), _size(report), _latency(report),
+            _plots(report, "roc", "ROC curves"), _plots(report, "scores", "Score distributions"),
+            _baseline(report), _environment(report), _notes(report)]
+
+
+def _headline(report: dict) -> Section:
+    signals = _signals(report)
+    header = ["model", "runtime"] + [f"AUROC {s}" for s in signals] + ["params", "bytes", "BOPs", "p50 µs",
+                                                                        "events/s"]
+    rows = [_label(r) + [_fmt(r["auroc"][s]) for s in signals]
+            + [_count(r["params"]), _count(r["bytes"]), _count(r["bops"]), _fmt(r["p50_us"], ".1f"),
+               _fmt(r["events_per_s"], ",.0f")] for r in report["rows"]]
+    data = report["data"]
+    text = [f"Teacher `{Path(report['models']['teacher']['path']).name}` against student "
+            f"`{Path(report['models']['student']['path']).name}` on {data['kind']} data `{data['source']}` "
+            f"(fingerprint `{data['fingerprint']}`, {data['background_test_events']:,} background test events). "
+            f"† = measured for agreement, not speed."]
+    return Section("Summary", text, [Table(header, rows)], [])
+
+
+def _per_signal_table(report: dict, pick: Callable[[dict], Dict[str, float]], caption: str) -> Table:
+    signals = _signals(report)
+    return Table(["model", "runtime"] + signals,
+                 [_label(r) + [_fmt(pick(r).get(s)) for s in signals] for r in report["rows"]], caption)
+
+
+def _detection(report: dict) -> Section:
+    tables = [_per_signal_table(report, lambda r: r["auroc"], "AUROC")]
+    text = ["AUROC (background test split against each signal), then TPR at FPR = 1e-5 and 1e-4 "
+            "(fraction of signal above the threshold that lets that fraction of background through)."]
+    for fpr in (1e-5, 1e-4):
+        tables.append(_per_signal_table(report, lambda r, k=metrics.fpr_key(fpr): r[k], f"TPR at FPR = {fpr:g}"))
+    return Section("Detection", text, tables, [])
+
+
+def _rate(report: dict) -> Section:
+    rate, signals = report["rate"], _signals(report)
+    header = ["model", "runtime", "threshold", "background kHz"] + [f"eff. {s}" for s in signals]
+    rows = [_label(r) + [_fmt(r["rate"]["threshold"], ".6g"), _fmt(r["rate"]["background_rate_khz"], ".3g")]
+            + [_fmt(r["rate"]["efficiency"][s]) for s in signals] for r in report["rows"]]
+    text = [f"Threshold for a {rate['target_khz']:g} kHz trigger rate at a {rate['bx_mhz']:g} MHz effective "
+            f"bunch-crossing rate (pass fraction {rate['pass_fraction']:.3g}: "
+            f"{rate['background_events_passing_at_target']:.3g} of the {rate['background_test_events']:,} background "
+            f"test events), the background rate it gives on the test split, and the signal efficiency there. "
+            f"Thresholds are in each runtime's own score units."]
+    return Section("Trigger rate", text, [Table(header, rows)], [])
+
+
+def _size(report: dict) -> Section:
+    header = ["model", "runtime", "params", "non-zero", "bytes", "MACs", "BOPs", "BOPs basis",
+              "params ×", "bytes ×", "MACs ×", "BOPs ×"]
+    rows = []
+    for r in report["rows"]:
+        ratios = r["ratios_vs_teacher"]
+        rows.append(_label(r) + [_count(r["params"]), _count(r["nonzero_params"]), _count(r["bytes"]),
+                                 _count(r["macs"]), _count(r["bops"]), r["bops_basis"], _ratio(ratios["params"]),
+                                 _ratio(ratios["bytes"]), _ratio(ratios["macs"]), _ratio(ratios["bops"])])
+    text = ["Per event. Bytes: the artefact on disk (teacher checkpoint, student model.h5, exported file; for "
+            "hls4ml the whole C++ project). × = compression against the torch teacher (teacher / row)."]
+    return Section("Size and arithmetic cost", text, [Table(header, rows)], [])
+
+
+def _latency(report: dict) -> Section:
+    settings, machine = report["settings"], report["machine"]
+    header = ["model", "runtime", "p50 µs", "p99 µs", "events/s", "best events/s", "batch", "threads (1 / batch)",
+              "p50 speed-up", "throughput ×", "of matmul FLOP/s"]
+    rows = []
+    for r in report["rows"]:
+        ratios, threads = r["ratios_vs_teacher"], r["threads"]
+        rows.append(_label(r) + [_fmt(r["p50_us"], ".1f"), _fmt(r["p99_us"], ".1f"), _fmt(r["events_per_s"], ",.0f"),
+                                 _fmt(r["events_per_s_best"], ",.0f"), _count(r["batch_size"]),
+                                 f"{threads['single_event'] or 'TF'} / {threads['batch'] or 'TF'}",
+                                 _ratio(ratios["p50_speedup"]), _ratio(ratios["throughput"]),
+                                 _percent(r["matmul_fraction"])])
+    latency = settings["latency"]
+    text = [f"On this CPU ({machine['cpu']}, {machine['usable_cores']} usable cores), in the same run: single "
+            f"event p50/p99 over ~{latency['single_event_s']:g} s of calls with 1 thread, throughput at batch "
+            f"{latency['batch_size']} over ~{latency['batch_s']:g} s with {settings['threads']['batch']} "
+            f"thread(s) (after "
+            f"{latency['warmup_s']:g} s warm-up each): events/s from the median call, best events/s from the "
+            f"fastest. Ratios (median figures) against the torch teacher. Last column: "
+            f"2 x MACs x events/s divided by the measured numpy float32 matmul rate "
+            f"({machine['matmul_gflops']:.1f} GFLOP/s). TF = TensorFlow's own thread pools."]
+    return Section("Latency and throughput", text, [Table(header, rows)], [])
+
+
+def _plots(report: dict, kind: str, title: str) -> Section:
+    images = [f for f in report.get("figures", []) if f["kind"] == kind]
+    text = ([f"Log FPR axis; dotted lines at FPR 1e-5, 1e-4 and the target trigger rate where the background "
+             f"sample resolves them. Artefacts whose scores equal their model's within a relative "
+             f"{SAME_MODEL_REL_DIFF:g} are not drawn again."] if kind == "roc" else
+            ["Normalised per sample, log counts; dashed line: threshold at the target trigger rate."])
+    return Section(title, text, [], images)
+
+
+def _baseline(report: dict) -> Section:
+    baseline = report["models"]["baseline"]
+    if not baseline:
+        return Section("Baseline without distillation", ["Not trained (baseline disabled)."], [], [])
+    student = next((r for r in report["rows"] if (r["model"], r["runtime"]) == ("student", "keras")), None)
+    base = next((r for r in report["rows"] if r["model"] == "baseline"), None)
+    signals = _signals(report)
+    rows = [[s, _fmt(student["auroc"][s]), _fmt(base["auroc"][s]), _fmt(student["auroc"][s] - base["auroc"][s], "+.4f"),
+             _fmt(student["rate"]["efficiency"][s]), _fmt(base["rate"]["efficiency"][s])] for s in signals]
+    text = [f"{baseline['arch']} ({baseline['params']:,} parameters; student {baseline['student_params']:,}), "
+            f"trained on background only ({baseline['trained_on']}), {baseline['epochs_run']} epochs, scored by "
+            f"its reconstruction error ({baseline['score']}), float32. The gain is what distillation adds at "
+            f"the same parameter budget."]
+    header = ["signal", "AUROC student", "AUROC baseline", "gain", "eff. @ rate student", "eff. @ rate baseline"]
+    return Section("Baseline without distillation", text, [Table(header, rows)], [])
+
+
+def _environment(report: dict) -> Section:
+    machine, versions, settings, data = report["machine"], report["versions"], report["settings"], report["data"]
+    machine_rows = [[k, str(v)] for k, v in machine.items()]
+    version_rows = [[k, str(v) if v is not None else "not installed"] for k, v in versions.items()]
+    setting_rows = [["seed", str(settings["seed"])], ["quick", str(settings["quick"])],
+                    ["data fingerprint", data["fingerprint"]],
+                    ["data matches student training", str(data["matches_student_training"])],
+                    ["signals", ", ".join(f"{k} ({v:,})" for k, v in data["signal_events"].items())],
+                    ["created (UTC)", report["created_utc"]]]
+    return Section("Machine, versions, settings", [],
+                   [Table(["machine", ""], machine_rows), Table(["package", "version"], version_rows),
+                    Table(["setting", ""], setting_rows)], [])
+
+
+def _notes(report: dict) -> Section:
+    return Section("Notes", [f"- {n}" for n in report.get("notes", [])], [], [])
+
+
+# ---------------------------------------------------------------- Markdown
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> List[str]:
+    numeric = [all(_looks_numeric(row[i]) for row in table.rows) for i in range(len(table.header))]
+    lines = ["| " + " | ".join(_md_cell(h) for h in table.header) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    return lines
+
+
+def _looks_numeric(text: str) -> bool:
+    stripped = str(text).replace(",", "").replace("×", "").replace("%", "").replace("+", "").strip()
+    if stripped == DASH:
+        return True
+    try:
+        float(stripped)
+        return True
+    except ValueError:
+        return False
+
+
+def markdown(report: dict, image_prefix: str = "") -> str:
+    """The report as Markdown; images link to `image_prefix` + their path inside the report folder."""
+    lines = ["# kdcompress benchmark", ""]
+    for section in sections(report):
+        lines += [f"## {section.title}", ""]
+        for paragraph in section.text:
+            lines += [paragraph, ""] if not paragraph.startswith("- ") else [paragraph]
+        if section.text and section.text[-1].startswith("- "):
+            lines.append("")
+        for table in section.tables:
+            lines += ([f"**{table.caption}**", ""] if table.caption else []) + _md_table(table) + [""]
+        for image in section.images:
+            lines += [f"![{image['caption']}]({image_prefix}{image['file']})", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- HTML
+
+STYLE = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #222; line-height: 1.4; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; }
+th { background: #f0f0f0; }
+caption { font-weight: bold; text-align: left; padding: 2px 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { display: inline-block; margin: 0.4em; }
+figcaption { font-size: 0.85em; color: #555; }
+code { background: #f4f4f4; padding: 0 3px; }
+"""
+
+
+def _html_text(paragraph: str) -> str:
+    escaped = html_lib.escape(paragraph)
+    parts = escaped.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html_lib.escape(h)}</th>" for h in table.header)
+    body = []
+    for row in table.rows:
+        cells = "".join(f'<td class="num">{html_lib.escape(c)}</td>' if _looks_numeric(c)
+                        else f"<td>{html_lib.escape(c)}</td>" for c in row)
+        body.append(f"<tr>{cells}</tr>")
+    caption = f"<caption>{html_lib.escape(table.caption)}</caption>" if table.caption else ""
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _html_image(image: dict, folder: Path) -> str:
+    data = base64.b64encode((folder / image["file"]).read_bytes()).decode("ascii")
+    caption = html_lib.escape(image["caption"])
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{caption}" width="560">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def html(report: dict, folder: Path) -> str:
+    """Self-contained HTML page; the PNGs named in report['figures'] are read from `folder` and embedded."""
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>kdcompress benchmark</title>", f"<style>{STYLE}</style></head><body>",
+             "<h1>kdcompress benchmark</h1>"]
+    for section in sections(report):
+        parts.append(f"<h2>{html_lib.escape(section.title)}</h2>")
+        bullets = [p[2:] for p in section.text if p.startswith("- ")]
+        parts += [f"<p>{_html_text(p)}</p>" for p in section.text if not p.startswith("- ")]
+        if bullets:
+            parts.append("<ul>" + "".join(f"<li>{_html_text(b)}</li>" for b in bullets) + "</ul>")
+        parts += [_html_table(t) for t in section.tables]
+        parts += [_html_image(i, folder) for i in section.images]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def headline(report: dict) -> str:
+    """The summary table as Markdown (for terminals and CI logs)."""
+    return "\n".join(_md_table(_headline(report).tables[0]))

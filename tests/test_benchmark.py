@@ -1,0 +1,239 @@
+"""`kdcompress benchmark`: report contract, rate threshold end to end, sizes, exports, bad inputs, atomicity."""
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdcompress import KDError, load_dataset
+from kdcompress.bench import metrics
+from kdcompress.bench.baseline import autoencoder_params, matching_shape
+from kdcompress.bench.latency import Budget, batch_throughput, single_event_latency, time_calls
+from kdcompress.bench.report import benchmark
+
+BX_MHZ = 28.61
+TEST_EVENTS = 600  # conftest tabular file: 3000 normal rows, 60/20/20 split
+PASSING = 5  # the rate below lets exactly 5 of the 600 background test events through
+RATE_KHZ = PASSING / TEST_EVENTS * BX_MHZ * 1e3
+ROW_KEYS = {"model", "runtime", "params", "nonzero_params", "bytes", "macs", "bops", "p50_us", "p99_us",
+            "events_per_s", "auroc", "tpr_at_fpr_1e-5", "tpr_at_fpr_1e-4", "rate", "ratios_vs_teacher"}
+
+
+def _strict_json(path):
+    """Parse JSON, refusing NaN / Infinity."""
+    def refuse(constant):
+        raise AssertionError(f"{path} contains {constant}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tiny_teacher, tabular_file, tmp_path_factory):
+    from kdcompress.api import distill
+    out = tmp_path_factory.mktemp("bench_student") / "student"
+    distill(tiny_teacher, tabular_file, out, hidden=[8], epochs=15, seed=1, quiet=True, queries={"noise": 1.0})
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick_report(tiny_teacher, tiny_student, tabular_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "report"
+    report = benchmark(tiny_teacher, tiny_student, tabular_file, out, rate_khz=RATE_KHZ, bx_mhz=BX_MHZ, quick=True,
+                       baseline_epochs=2, quiet=True)
+    return out, report
+
+
+# ---------------------------------------------------------------- report contract
+
+def test_report_files_and_json_contract(quick_report):
+    out, report = quick_report
+    assert {"report.json", "report.md", "report.html", "plots", "baseline.pt"} <= {p.name for p in out.iterdir()}
+    on_disk = _strict_json(out / "report.json")
+    assert on_disk["rows"] == json.loads(json.dumps(report["rows"]))
+    assert on_disk["machine"]["matmul_gflops"] > 0
+    assert {"python", "torch", "tensorflow", "qkeras", "hls4ml", "onnxruntime", "numpy", "kdcompress"} <= set(
+        on_disk["versions"])
+    assert on_disk["data"]["fingerprint"] == load_dataset(str(on_disk["data"]["source"])).fingerprint()
+    pairs = [(r["model"], r["runtime"]) for r in on_disk["rows"]]
+    assert pairs == [("teacher", "torch"), ("student", "keras"), ("baseline", "torch")]
+    for row in on_disk["rows"]:
+        assert ROW_KEYS <= set(row), row["model"]
+        assert set(row["auroc"]) == {"anomaly"} and 0 <= row["auroc"]["anomaly"] <= 1
+        assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"] and row["events_per_s"] > 0
+
+
+def test_sizes_and_ratios(quick_report, tiny_student, tiny_teacher):
+    _, report = quick_report
+    rows = {(r["model"], r["runtime"]): r for r in report["rows"]}
+    teacher, student = rows["teacher", "torch"], rows["student", "keras"]
+    # student 12 -> QDense(8) -> QDense(1); 16-bit input quantizer, 8-bit weights and 8-bit ReLU
+    assert student["params"] == 12 * 8 + 8 + 8 + 1 and student["macs"] == 12 * 8 + 8 * 1
+    assert student["bops"] == 12 * 8 * 8 * 16 + 8 * 1 * 8 * 8 and student["bops_basis"] == "quantizers"
+    assert student["bytes"] == (tiny_student / "model.h5").stat().st_size
+    assert teacher["bytes"] == tiny_teacher.stat().st_size
+    assert teacher["bops"] == teacher["macs"] * 32 * 32
+    assert student["ratios_vs_teacher"]["params"] == pytest.approx(teacher["params"] / student["params"])
+    assert teacher["ratios_vs_teacher"]["p50_speedup"] == 1.0
+    baseline = report["models"]["baseline"]
+    assert rows["baseline", "torch"]["params"] == baseline["params"]
+    assert abs(baseline["params"] - student["params"]) <= 12 * 2 + 2 * 4 + 2  # within one hidden unit
+    assert student["matmul_fraction"] == pytest.approx(
+        2 * student["macs"] * student["events_per_s"] / (report["machine"]["matmul_gflops"] * 1e9))
+
+
+def test_rate_threshold_end_to_end(quick_report, tiny_teacher, tabular_file):
+    from kdcompress.teachers import load_teacher
+    _, report = quick_report
+    data = load_dataset(tabular_file)
+    assert len(data.test) == TEST_EVENTS and report["rate"]["resolved"]
+    background = load_teacher(tiny_teacher).score(data.test)
+    signal = load_teacher(tiny_teacher).score(data.signals["anomaly"])
+    teacher = next(r for r in report["rows"] if (r["model"], r["runtime"]) == ("teacher", "torch"))
+    threshold = teacher["rate"]["threshold"]
+    assert threshold == pytest.approx(metrics.threshold_for_rate(background, RATE_KHZ, BX_MHZ), rel=1e-6)
+    assert int(np.sum(background > threshold)) == PASSING
+    assert teacher["rate"]["background_rate_khz"] == pytest.approx(RATE_KHZ)
+    assert teacher["rate"]["efficiency"]["anomaly"] == pytest.approx(np.mean(signal > threshold), abs=1e-9)
+    for row in report["rows"]:  # no model exceeds the rate (ties at a quantized threshold pass fewer)
+        assert row["rate"]["background_rate_khz"] <= RATE_KHZ * (1 + 1e-9)
+
+
+def test_html_is_self_contained_and_markdown_has_tables(quick_report):
+    out, report = quick_report
+    page = (out / "report.html").read_text()
+    n_figures = len(report["figures"])
+    assert n_figures == 1 + 3  # one ROC overlay for the one signal, one score histogram per model
+    assert page.count('<img src="data:image/png;base64,') == n_figures
+    assert 'src="plots/' not in page and "<table>" in page
+    text = (out / "report.md").read_text()
+    assert "| model | runtime |" in text and "|---|---|" in text
+    assert all(f"]({f['file']})" in text for f in report["figures"])
+    assert all((out / f["file"]).is_file() for f in report["figures"])
+
+
+# ---------------------------------------------------------------- exported artefacts
+
+def test_exported_artefacts_are_rows_beside_their_model(tiny_teacher, tiny_student, tabular_file, tmp_path):
+    from kdcompress.export import export
+    export(tiny_student, ["all"], out=tmp_path / "exports" / "student", data=tabular_file, quiet=True)
+    export(tiny_teacher, ["onnx"], out=tmp_path / "exports" / "teacher", data=tabular_file, quiet=True)
+    report = benchmark(tiny_teacher, tiny_student, tabular_file, tmp_path / "report", exports=[tmp_path / "exports"],
+                       quick=True, baseline=False, batch_threads=1, quiet=True)
+    rows = {(r["model"], r["runtime"]): r for r in report["rows"]}
+    assert rows["student", "onnxruntime"]["threads"] == {"single_event": 1, "batch": 1}
+    assert list(rows) == [("teacher", "torch"), ("teacher", "onnxruntime"), ("student", "keras"),
+                          ("student", "onnxruntime"), ("student", "tflite-float"), ("student", "tflite-int8"),
+                          ("student", "hls4ml-csim")]
+    for key in [("teacher", "onnxruntime"), ("student", "onnxruntime"), ("student", "tflite-float")]:
+        assert rows[key]["agreement"]["max_rel_diff"] <= 1e-4, key
+        assert rows[key]["auroc"]["anomaly"] == pytest.approx(rows[key[0], "torch" if key[0] == "teacher" else "keras"]
+                                                              ["auroc"]["anomaly"], abs=1e-3)
+    int8 = rows["student", "tflite-int8"]
+    assert int8["bops"] == int8["macs"] * 64 and int8["nonzero_params"] is None
+    assert int8["bytes"] == (tmp_path / "exports" / "student" / "student_int8.tflite").stat().st_size
+    csim = rows["student", "hls4ml-csim"]
+    assert csim["for_speed"] is False and csim["agreement"]["identical_fraction"] == 1.0  # bit-exact firmware
+    assert report["models"]["baseline"] is None
+    _strict_json(tmp_path / "report" / "report.json")
+
+
+def test_exports_of_another_student_are_refused(tiny_teacher, tiny_student, tabular_file, tmp_path):
+    (tmp_path / "exports").mkdir()
+    manifest = {"artefacts": [], "source": {"kind": "student", "sha256": "0" * 64}}
+    (tmp_path / "exports" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KDError, match="different student"):
+        benchmark(tiny_teacher, tiny_student, tabular_file, tmp_path / "report", exports=tmp_path / "exports",
+                  quick=True, baseline=False, quiet=True)
+    assert not (tmp_path / "report").exists()
+
+
+# ---------------------------------------------------------------- bad inputs, atomicity
+
+@pytest.mark.parametrize("broken, message", [("student", "student folder"), ("data", "data path"),
+                                             ("teacher", "teacher file"), ("exports", "exports folder")])
+def test_bad_inputs_are_one_line_errors(broken, message, tiny_teacher, tiny_student, tabular_file, tmp_path):
+    paths = {"teacher": tiny_teacher, "student": tiny_student, "data": tabular_file, "exports": None}
+    paths[broken] = tmp_path / "missing"
+    with pytest.raises(KDError, match=message) as info:
+        benchmark(paths["teacher"], paths["student"], paths["data"], tmp_path / "report", exports=paths["exports"],
+                  quick=True, quiet=True)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even the report's parent
+
+
+@pytest.mark.parametrize("rate, bx", [(0.0, 28.61), (-1.0, 28.61), (40_000.0, 28.61), (1.0, 0.0), (math.nan, 28.61)])
+def test_bad_rates_are_refused(rate, bx, tiny_teacher, tiny_student, tabular_file, tmp_path):
+    with pytest.raises(KDError):
+        benchmark(tiny_teacher, tiny_student, tabular_file, tmp_path / "report", rate_khz=rate, bx_mhz=bx, quiet=True)
+
+
+def test_failure_leaves_nothing_half_written(tiny_teacher, tiny_student, tabular_file, tmp_path, monkeypatch):
+    from kdcompress.bench import render
+    previous = tmp_path / "report"
+    previous.mkdir()
+    (previous / "report.json").write_text("{}")
+
+    def broken_markdown(report, image_prefix=""):
+        raise KDError("simulated failure while writing the report")
+
+    monkeypatch.setattr(render, "markdown", broken_markdown)
+    with pytest.raises(KDError, match="simulated"):
+        benchmark(tiny_teacher, tiny_student, tabular_file, previous, quick=True, baseline_epochs=1, quiet=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary folder left beside it
+    assert [p.name for p in previous.iterdir()] == ["report.json"]  # the earlier report is untouched
+
+
+def test_cli_parser_and_one_line_error(tiny_teacher, tabular_file, tmp_path, capsys):
+    from kdcompress.bench.cli import add_parser
+    parser = argparse.ArgumentParser(prog="kdcompress")
+    add_parser(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["benchmark", "--teacher", str(tiny_teacher), "--student", str(tmp_path / "nope"),
+                              "--data", str(tabular_file), "--out", str(tmp_path / "r"), "--rate-khz", "2.5",
+                              "--bx-mhz", "40", "--quick", "--exports", "a", "--exports", "b", "--batch-threads", "1"])
+    assert (args.rate_khz, args.bx_mhz, args.quick) == (2.5, 40.0, True)
+    assert (args.exports, args.batch_threads) == (["a", "b"], 1)
+    with pytest.raises(KDError, match="student folder"):
+        args.run(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["benchmark", "--teacher", "t", "--student", "s", "--data", "d", "--out", "o",
+                           "--rate-khz", "-1"])
+
+
+# ---------------------------------------------------------------- pieces
+
+def test_baseline_shape_matches_budget_and_torch_count():
+    from kdcompress.bench.size import torch_param_count
+    from kdcompress.teachers.models import DenseAE
+    assert autoencoder_params(57, 18, 8) == torch_param_count(DenseAE(57, hidden=[18], latent=8))
+    shape = matching_shape(57, 2401)
+    assert (shape.hidden, shape.latent, shape.params) == (18, 8, 2441)
+    for hidden in (shape.hidden - 1, shape.hidden + 1):
+        assert abs(autoencoder_params(57, hidden, 8) - 2401) >= abs(shape.params - 2401)
+    tiny = matching_shape(12, 40, latent=8)  # one hidden unit with latent 8 is over budget: latent shrinks
+    assert tiny.latent < 8 and tiny.hidden == 1
+
+
+def test_latency_measurement_is_bounded():
+    start = time.perf_counter()
+    ns = time_calls(lambda x: time.sleep(0.02), [0], seconds=0.05, warmup_s=0.01, min_calls=1000)
+    assert time.perf_counter() - start < 0.5  # min_calls gives way to the 3x time cap
+    assert ns.size >= 2 and np.all(ns >= 0.02e9)
+    events = np.zeros((10, 3), dtype=np.float32)
+    single = single_event_latency(lambda x: x.sum(), events, Budget.quick())
+    assert 0 < single["p50_us"] <= single["p99_us"]
+    batch = batch_throughput(lambda x: x.sum(), events, Budget.quick())
+    assert batch["batch_size"] == Budget.quick().batch_size and batch["events_per_s"] > 0
+
+
+def test_suite_gate(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives at the repo root
+    from benchmarks.run import auroc_failures
+    from benchmarks.suites import SUITES
+    assert {"ci", "full"} <= set(SUITES) and SUITES["ci"].events < SUITES["full"].events
+    report = {"rows": [{"model": "teacher", "runtime": "torch", "auroc": {"A": 0.90, "B": 0.80}},
+                       {"model": "student", "runtime": "keras", "auroc": {"A": 0.86, "B": 0.74}}]}
+    assert auroc_failures(report, 0.05) == [
+        "B: student AUROC 0.74 vs teacher 0.8 (allowed drop 0.05)"]
+    assert auroc_failures({"rows": []}, 0.05)
