@@ -44,6 +44,9 @@ def load_dataset(path: str, seed: int = 0) -> Dataset:
     if not p.exists():
         raise KDError(f"data path {p} does not exist")
     if p.is_dir():
+        from . import calo
+        if calo.is_calo_folder(p):  # CICADA calorimeter regions (zero_bias_train.h5, ...)
+            return calo.load_folder(p)
         return _load_adc2021_folder(p)
     if p.suffix.lower() in (".npz", ".csv"):
         from .tabular import load_tabular

@@ -54,10 +54,23 @@ def product_of_marginals(x: np.ndarray, n: int, rng: np.random.Generator) -> np.
     return q, x[rng.integers(0, len(x), n)]
 
 
+@QUERIES.register("pixel-noise")
+def pixel_noise(x: np.ndarray, n: int, rng: np.random.Generator, sigma: float = 0.1) -> np.ndarray:
+    """Noise exposure for images (Pol et al. 2023): x + sigma * N(0, 1) in raw units, clipped to the data's range."""
+    base = x[rng.integers(0, len(x), n)]
+    return np.clip(base + sigma * rng.standard_normal(base.shape), x.min(), x.max()), base
+
+
+# Outliers are real data and pixel noise lights every pixel by design: their features are never reset,
+# even those that are constant in the normal data (e.g. image borders).
+KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise",)
+
+
 def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Generator,
                  layout: Optional[dict] = None, outliers: Optional[np.ndarray] = None) -> np.ndarray:
     """Queries for each strategy, `strategies[name]` x len(x) of them, structure-repaired for `layout`."""
     parts = []
+    constant = (x == x[:1]).all(axis=0)  # e.g. MET eta: never perturbed
     for name, fraction in strategies.items():
         count = int(round(fraction * len(x)))
         if count <= 0:
@@ -66,13 +79,13 @@ def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Gen
             parts.append(_outlier_sample(outliers, count, rng))
             continue
         q, template = QUERIES.get(name)(x, count, rng)
-        parts.append(repair_structure(q, template, layout) if layout else q)
+        q = repair_structure(q, template, layout) if layout else q
+        if name not in KEEPS_CONSTANT_FEATURES_FREE:
+            q[:, constant] = x[0, constant]
+        parts.append(q)
     if not parts:
         return np.zeros((0, x.shape[1]), dtype=np.float32)
-    q = np.concatenate(parts)
-    constant = (x == x[:1]).all(axis=0)  # e.g. MET eta: never perturbed
-    q[:, constant] = x[0, constant]
-    return q.astype(np.float32)
+    return np.concatenate(parts).astype(np.float32)
 
 
 def _outlier_sample(outliers, count, rng):

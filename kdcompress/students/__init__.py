@@ -12,6 +12,7 @@ from ..fileio import read_json
 from ..quant import QuantConfig
 from . import energy, mlp  # noqa: F401  (registers builders)
 from . import cnn  # noqa: F401
+from . import paper_cnn  # noqa: F401
 
 MODEL_FILE = "model.h5"
 META_FILE = "student.json"

@@ -11,6 +11,8 @@ from torch import nn
 from ..data.preprocess import Preprocessing
 from ..registry import SCORES, TEACHERS
 from . import models, scores  # noqa: F401  (registers architectures and scores)
+from . import conv_ae  # noqa: F401
+from . import calo_ae  # noqa: F401
 
 
 @dataclass
