@@ -20,6 +20,14 @@ def synth_adc2021(out, events: int = 200_000, seed: int = 0, signal_events: Opti
     return write_dataset(out, events=events, seed=seed, signal_events=signal_events)
 
 
+def synth_calo(out, events: int = 200_000, seed: int = 0, signal_events: Optional[int] = None) -> dict:
+    """Write a seeded synthetic CaloRegions folder (zero-bias splits + one file per anomaly class)."""
+    from .data.synth_calo import write_dataset
+    if events < 40:
+        raise KDError("--events must be at least 40")
+    return write_dataset(out, events=events, seed=seed, anomaly_events=signal_events)
+
+
 def train_teacher(data, out, arch: str = "dense-ae", hidden: Sequence[int] = (512, 256, 128), latent: int = 8,
                   epochs: int = 40, seed: int = 0, quiet: bool = False, **kwargs):
     """Train a teacher on the normal events of `data` and save it as a kdcompress checkpoint at `out`."""

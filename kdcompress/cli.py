@@ -54,7 +54,7 @@ def _data_parser(verbs):
     p = verbs.add_parser("data", help="make synthetic data sets")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     synth = sub.add_parser("synth", help="write a seeded synthetic data set in a real format")
-    synth.add_argument("format", choices=["adc2021"])
+    synth.add_argument("format", choices=["adc2021", "calo"], help="adc2021 (Particles) or calo (CaloRegions)")
     synth.add_argument("--events", type=int, default=200_000, help="background events (split 50/25/25)")
     synth.add_argument("--signal-events", type=int, default=None, help="events per signal file")
     synth.add_argument("--out", required=True, help="output folder")
@@ -118,8 +118,9 @@ def _demo_parser(verbs):
 
 
 def _run_synth(a):
-    from .api import synth_adc2021
-    paths = synth_adc2021(a.out, events=a.events, seed=a.seed, signal_events=a.signal_events)
+    from .api import synth_adc2021, synth_calo
+    make = synth_adc2021 if a.format == "adc2021" else synth_calo
+    paths = make(a.out, events=a.events, seed=a.seed, signal_events=a.signal_events)
     print(f"wrote {len(paths)} files to {a.out}")
 
 

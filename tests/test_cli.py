@@ -44,3 +44,12 @@ def test_console_script_runs_end_to_end(tabular_file, tmp_path):
     assert "AUROC teacher" in done.stdout and "anomaly" in done.stdout
     assert (tmp_path / "s" / "metrics.json").is_file()
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("fmt,expected", [("adc2021", "background_train.h5"), ("calo", "zero_bias_train.h5")])
+def test_data_synth_writes_loadable_folders(fmt, expected, tmp_path, capsys):
+    from kdcompress import load_dataset
+    assert main(["data", "synth", fmt, "--events", "400", "--signal-events", "50", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / expected).is_file()
+    data = load_dataset(tmp_path)
+    assert len(data.train) == 200 and data.signals and all(len(v) == 50 for v in data.signals.values())

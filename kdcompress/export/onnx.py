@@ -172,7 +172,15 @@ def _session(path):
 
 
 def _run(session, x: np.ndarray) -> np.ndarray:
+    """Scores in chunks; a single event goes first, so a batch size frozen at export time is caught."""
     name = session.get_inputs()[0].name
-    out = [session.run(None, {name: np.ascontiguousarray(x[s:s + CHUNK], dtype=np.float32)})[0].reshape(-1)
-           for s in range(0, len(x), CHUNK)]
+    try:
+        single = [session.run(None, {name: np.ascontiguousarray(x[:1], dtype=np.float32)})[0].reshape(-1)]
+        out = [session.run(None, {name: np.ascontiguousarray(x[s:s + CHUNK], dtype=np.float32)})[0].reshape(-1)
+               for s in range(0, len(x), CHUNK)]
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise KDError(f"onnxruntime cannot run the exported model: {first}") from None
+    if len(x) and not np.allclose(single[0], out[0][:1], rtol=1e-4, atol=1e-6):
+        raise KDError("the exported ONNX model gives a different score for a single event than in a batch")
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
