@@ -26,7 +26,7 @@ def test_fidelity_by_hand():
 def test_probe_set_is_fixed_and_broad(tabular_file):
     data = load_dataset(tabular_file)
     a, b = probe_set(data.val, None), probe_set(data.val, None)
-    assert np.array_equal(a, b) and len(a) == 2 * len(data.val)
+    assert np.array_equal(a, b) and len(a) >= len(data.val) + 10_000
     assert a[len(data.val):].std() > data.val.std()
 
 

@@ -15,13 +15,16 @@ from .queries import make_queries
 PROBE_STRATEGIES = {"noise": 0.5, "mixup": 0.25, "box": 0.125, "marginals": 0.125}
 PROBE_SEED = 20231  # fixed: the probe set must not depend on the training seed
 MAX_PROBE_BASE = 20_000
+MIN_PROBE_QUERIES = 10_000  # so that the top 0.1% holds at least 10 points even for small data sets
 
 
 def probe_set(val: np.ndarray, layout: Optional[dict]) -> np.ndarray:
     """Held-out points for fidelity: validation events and as many broad queries around them."""
     rng = np.random.default_rng(PROBE_SEED)
     base = val[rng.permutation(len(val))[:MAX_PROBE_BASE]]
-    return np.concatenate([base, make_queries(base, PROBE_STRATEGIES, rng, layout)])
+    factor = max(1.0, MIN_PROBE_QUERIES / max(1, len(base)))
+    strategies = {name: fraction * factor for name, fraction in PROBE_STRATEGIES.items()}
+    return np.concatenate([base, make_queries(base, strategies, rng, layout)])
 
 
 def fidelity(teacher_scores: np.ndarray, student_scores: np.ndarray) -> dict:
