@@ -217,7 +217,7 @@ def test_small_setting_end_to_end(tmp_path):
         assert set(per_digit) == {"0", "1"} and all(0.5 < v <= 1.0 for v in per_digit.values()), model
     assert results["split"]["protocol"] == "test-file-split"
     exported = results["exports"]["0"]
-    assert {"onnx", "tflite-float", "tflite-int8"} <= set(exported["A"]) and set(exported) == {"A", "G"}
+    assert set(exported["A"]) == {"onnx", "tflite-float", "tflite-int8"} and set(exported) == {"A", "G"}
     assert Path(exported["G"]["onnx"]["path"]).is_file()
     table = (out / "results.md").read_text()
     assert "| digit | teacher | A | G |" in table and "paper (mean, baseline)" in table

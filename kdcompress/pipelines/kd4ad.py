@@ -121,19 +121,21 @@ def _run_digit(files, splits, digit, folder: Path, students, config, teacher_epo
     """Teacher, then every student for one normal digit: AUROCs, sizes, export manifests."""
     from dataclasses import replace
     from ..data.mnist import ANOMALY_SIGNAL, one_class_dataset
+    from ..distill import distill
     from ..teachers.conv_ae import train_conv_ae
     start = time.perf_counter()
     data = one_class_dataset(files, splits, digit)
     _say(f"[kd4ad] digit {digit}: {data.describe()}", quiet)
     with _torch_threads(1):
         teacher = train_conv_ae(data, folder / "teacher.pt", epochs=teacher_epochs, seed=seed, quiet=quiet)
-    run = {"auroc": {}, "params": {}, "macs": {}, "exports": {}}
+    run = {"auroc": {}, "spearman": {}, "params": {}, "macs": {}, "exports": {}}
     for variant in students:
         cfg = replace(config, student_kwargs={**config.student_kwargs, "variant": variant})
         _say(f"[kd4ad] digit {digit}: student {variant}", quiet)
-        result = _distill(teacher, data, folder / f"student_{variant}", cfg, quiet)
+        result = distill(teacher, data, folder / f"student_{variant}", cfg, quiet=quiet)
         run["auroc"]["teacher"] = result["teacher"][ANOMALY_SIGNAL]["auroc"]
         run["auroc"][variant] = result["student"][ANOMALY_SIGNAL]["auroc"]
+        run["spearman"][variant] = result["fidelity"]["spearman"]
         run["params"].update(teacher=result["params"]["teacher"], **{variant: result["params"]["student"]})
         run["macs"].update(teacher=result["macs"]["teacher"], **{variant: result["macs"]["student"]})
         if export:
@@ -141,23 +143,6 @@ def _run_digit(files, splits, digit, folder: Path, students, config, teacher_epo
                                               data, seed, quiet)
     run["seconds"] = time.perf_counter() - start
     return run
-
-
-def _distill(teacher, data, folder: Path, config, quiet) -> dict:
-    """Score regression into a student folder (model, student.json, metrics.json).
-
-    Not distill(): its label-free fidelity probe needs about 1000 validation images, more than a digit has here.
-    """
-    from ..distill.score_regression import evaluate_pair, fit_student
-    from ..fileio import atomic_dir, write_json
-    from ..students import save_student
-    student, history = fit_student(teacher, data, config, quiet)
-    result = evaluate_pair(teacher, student, data)
-    result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
-    with atomic_dir(folder) as tmp:
-        save_student(student, tmp)
-        write_json(tmp / "metrics.json", result)
-    return result
 
 
 @contextlib.contextmanager
@@ -173,19 +158,24 @@ def _torch_threads(count: int):
 
 
 def _export(student_dir: Path, out: Path, targets, data, seed, quiet) -> dict:
-    """Export one student; a failed verification is recorded (and reported), not fatal for the whole run."""
+    """Export one student, one folder per target: a failed verification is recorded, and keeps the other targets."""
     from ..export import export
-    try:
-        manifest = export(student_dir, list(targets), out=out, data=data, seed=seed, quiet=True)
-    except KDError as exc:
-        _say(f"[kd4ad] export of {student_dir.name} failed: {exc}", quiet)
-        return {"error": str(exc)}
-    return {art["target"]: {"path": str(out / art["path"]), **_agreement(art)} for art in manifest["artefacts"]}
+    artefacts = {}
+    for target in targets:
+        try:
+            manifest = export(student_dir, [target], out=out / target, data=data, seed=seed, quiet=True)
+        except KDError as exc:
+            _say(f"[kd4ad] {target} export of {student_dir.name} failed: {exc}", quiet)
+            artefacts[target] = {"error": str(exc)}
+            continue
+        artefacts.update({art["target"]: {"path": str(out / target / art["path"]), **_agreement(art)}
+                          for art in manifest["artefacts"]})
+    return artefacts
 
 
 def _agreement(artefact: dict) -> dict:
-    agree = artefact.get("agreement", {})
     from ..data.mnist import ANOMALY_SIGNAL
+    agree = artefact.get("agreement", {})
     kept = {k: agree[k] for k in ("max_abs_diff", "tolerance") if k in agree}
     if ANOMALY_SIGNAL in agree.get("auroc", {}):
         kept["auroc"] = agree["auroc"][ANOMALY_SIGNAL]
@@ -204,6 +194,7 @@ def _results(runs: Dict[int, dict], students, exposure, config, split, folder, o
         "ours": ours,
         "mean": mean,
         "gap": {**gap, "mean": float(np.mean(list(gap.values())))},
+        "fidelity_spearman": {s: {str(d): r["spearman"][s] for d, r in runs.items()} for s in students},
         "paper_gap": {**paper_gap, "mean": float(np.mean(list(paper_gap.values())))},
         "params": first["params"],
         "macs": first["macs"],
@@ -229,6 +220,9 @@ def _markdown(results: dict, students) -> str:
     lines.append("| paper (mean, baseline) | " + " | ".join(f"{results['paper'][m]:.3f}" for m in models) + " |")
     lines.append("| gap to teacher | – | " + " | ".join(f"{results['gap'][s]:+.3f}" for s in students) + " |")
     lines.append("| paper gap | – | " + " | ".join(f"{results['paper_gap'][s]:+.3f}" for s in students) + " |")
+    spearman = {s: np.mean(list(results["fidelity_spearman"][s].values())) for s in students}
+    lines.append("| Spearman to teacher (probe set, mean) | – | " + " | ".join(f"{spearman[s]:.3f}" for s in students)
+                 + " |")
     params = results["params"]
     lines.append("| parameters | " + " | ".join(f"{params[m]:,}" for m in models) + " |")
     budgets = [f"~{PAPER_TEACHER_PARAMS:,}"] + [f"{VARIANTS[s].budget:,}" for s in students]
@@ -249,8 +243,12 @@ def _export_lines(exports: dict) -> list:
              "| digit | student | artefacts |", "|---|---|---|"]
     for digit, per_student in exports.items():
         for variant, arts in per_student.items():
-            shown = arts["error"] if "error" in arts else ", ".join(
-                f"{target} AUROC {info.get('auroc', float('nan')):.3f} (max diff {info.get('max_abs_diff', float('nan')):.2g})"
-                for target, info in arts.items())
-            lines.append(f"| {digit} | {variant} | {shown} |")
+            lines.append(f"| {digit} | {variant} | " + ", ".join(_artefact_text(t, a) for t, a in arts.items()) + " |")
     return lines
+
+
+def _artefact_text(target: str, info: dict) -> str:
+    if "error" in info:
+        return f"{target} FAILED: {info['error']}"
+    auroc, diff = info.get("auroc", float("nan")), info.get("max_abs_diff", float("nan"))
+    return f"{target} AUROC {auroc:.3f} (max diff {diff:.2g})"

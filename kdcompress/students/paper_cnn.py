@@ -1,7 +1,7 @@
 """QKeras CNN students A..G for 28x28 images, sized to the parameter budgets of Pol et al. 2023.
 
 The budgets (about 7.2k, 2.2k, 1.1k, 409, 225, 133, 77 parameters) are the paper's; the layer layouts are ours:
-flat input -> input quantizer -> 28x28x1 -> [2x2 pool] -> (QConv2D 3x3 valid -> quantized ReLU -> 2x2 pool)*
+flat input -> input quantizer -> 28x28x1 -> [input average pool] -> (QConv2D 3x3 valid -> quantized ReLU -> 2x2 pool)*
 -> flatten -> (QDense -> quantized ReLU)* -> QDense(1) -> output quantizer. A plain layer chain, so the
 float twin (int8 TFLite) and hls4ml can take it.
 """
@@ -34,7 +34,7 @@ VARIANTS = {
     "D": Layout(409, (4, 4), (2,)),
     "E": Layout(225, (2, 3), (2,)),
     "F": Layout(133, (3, 2), ()),
-    "G": Layout(77, (2, 2), (2,), input_pool=2),
+    "G": Layout(77, (4,), (2,), input_pool=4),  # 7x7 input: sturdier than two 2-filter convs (no dead starts)
 }
 POOLS = ("max", "avg")
 
