@@ -97,6 +97,14 @@ def _distill_parser(verbs):
                    help="teacher-labelled queries off the data, NAME[:FRACTION],... of noise, mixup, box, "
                         "marginals, or 'none' (default noise:0.5,mixup:0.5)")
     p.add_argument("--outliers", default=None, help="outlier-exposure data (.npz/.csv/.h5) for --queries outliers:F")
+    p.add_argument("--min-queries", type=int, default=20_000,
+                   help="at least this many training queries: small data sets get proportionally more")
+    p.add_argument("--active-rounds", type=int, default=0,
+                   help="disagreement-driven rounds: add the points where |student - teacher| is largest, train on")
+    p.add_argument("--active", default="sampled", choices=["sampled", "ascent"],
+                   help="active rounds pick the worst of a sampled pool, or push them further by gradient ascent")
+    p.add_argument("--active-fraction", type=float, default=0.1,
+                   help="points added per active round, as a fraction of the training events")
     p.add_argument("--auto", action="store_true",
                    help="choose queries, head and width under the budget by label-free fidelity")
     p.add_argument("--budget-macs", type=int, default=None, help="--auto: max student MACs (default teacher/50)")
@@ -136,7 +144,9 @@ def _distill_kwargs(a) -> dict:
     quant = {"bits": a.bits, "relu_bits": a.bits}
     return dict(student=a.student, hidden=a.hidden, quant=quant, target=a.target, loss=a.loss,
                 reweight=a.reweight, reweight_cap=a.reweight_cap, tail_quantile=a.tail_quantile,
-                tail_factor=a.tail_factor, queries=parse_queries(a.queries), outliers=a.outliers, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
+                tail_factor=a.tail_factor, queries=parse_queries(a.queries), outliers=a.outliers, min_queries=a.min_queries,
+                active_rounds=a.active_rounds, active=a.active, active_fraction=a.active_fraction,
+                epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 
 
 def _run_distill(a):

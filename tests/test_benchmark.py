@@ -113,6 +113,125 @@ def test_html_is_self_contained_and_markdown_has_tables(quick_report):
     assert all((out / f["file"]).is_file() for f in report["figures"])
 
 
+# ---------------------------------------------------------------- distillation record
+
+@pytest.fixture(scope="module")
+def auto_student(tiny_teacher, tabular_file, tmp_path_factory):
+    """A student chosen by `distill --auto` over a shrunk search (2 strategies x 2 heads, then a smaller width)."""
+    from kdcompress.api import distill
+    from kdcompress.distill import auto
+    out = tmp_path_factory.mktemp("bench_auto") / "student"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auto, "STRATEGIES", {"none": {}, "noise": {"noise": 1.0}})
+        patch.setattr(auto, "WIDTHS", ((4, 2), (8, 4)))
+        patch.setattr(auto, "SEARCH_EPOCHS", 2)
+        distill(tiny_teacher, tabular_file, out, auto=True, budget_macs=10_000, epochs=3, min_queries=2000, seed=0,
+                quiet=True)
+    return out
+
+
+def _md_table_rows(text, caption):
+    """The body rows (as cell lists) of the Markdown table under **caption**."""
+    lines = text.splitlines()
+    start = lines.index(f"**{caption}**") + 2  # caption, blank line, header
+    rows = []
+    for line in lines[start + 2:]:  # after the header and the alignment line
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return lines[start], rows
+
+
+def test_distillation_section_shows_auto_selection_and_ablation(tiny_teacher, auto_student, tabular_file, tmp_path):
+    recorded = json.loads((auto_student / "metrics.json").read_text())
+    report = benchmark(tiny_teacher, auto_student, tabular_file, tmp_path / "report", quick=True, baseline=False,
+                       quiet=True)
+    on_disk = _strict_json(tmp_path / "report" / "report.json")["distillation"]
+    assert on_disk == json.loads(json.dumps(report["distillation"]))
+    assert on_disk["fidelity"] == recorded["fidelity"]
+    assert on_disk["selection"] == {k: recorded["selection"][k] for k in ("criterion", "budget", "search_events",
+                                                                          "chosen")}
+    assert on_disk["selection"]["budget"] == {"macs": 10_000, "bops": None}
+    assert "active_rounds" not in on_disk
+    ablation = on_disk["ablation"]
+    assert len(ablation) == len(recorded["ablation"]) == 5  # 2 strategies x 2 heads, then the best at (4, 2)
+    assert [{k: v for k, v in row.items() if k != "chosen"} for row in ablation] == recorded["ablation"]
+    chosen = recorded["selection"]["chosen"]
+    marked = [row for row in ablation if row["chosen"]]
+    assert len(marked) == 1
+    assert (marked[0]["head"], marked[0]["queries"], marked[0]["hidden"]) == (chosen["head"], chosen["queries"],
+                                                                              chosen["hidden"])
+    assert marked[0]["rank"] == max(row["rank"] for row in ablation)
+
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Distillation" in text
+    fidelity_header, fidelity_rows = _md_table_rows(text, "Fidelity to the teacher")
+    assert fidelity_header == "| Spearman | top-1% AUROC | top-0.1% AUROC |"
+    assert fidelity_rows == [[f"{recorded['fidelity'][k]:.4f}" for k in ("spearman", "top_1pct_auroc",
+                                                                          "top_0.1pct_auroc")]]
+    assert (f"head `{chosen['head']}`, queries `{chosen['queries']}`, hidden "
+            f"{'-'.join(map(str, chosen['hidden']))} ({chosen['macs']:,} MACs") in text
+    assert "(budget: 10,000 MACs)" in text and recorded["selection"]["criterion"] in text
+    assert "for evaluation only: these AUROCs were never used in the choice" in text
+    header, rows = _md_table_rows(text, "Search (ablation)")
+    assert header == ("| chosen | head | queries | hidden | MACs | BOPs | Spearman | top-1% AUROC | top-0.1% AUROC "
+                      "| rank | AUROC anomaly (evaluation only) |")
+    expected = [["★" if mine["chosen"] else "", row["head"], row["queries"], "-".join(map(str, row["hidden"])),
+                 f"{row['macs']:,}", f"{row['bops']:,}", f"{row['fidelity']['spearman']:.4f}",
+                 f"{row['fidelity']['top_1pct_auroc']:.4f}", f"{row['fidelity']['top_0.1pct_auroc']:.4f}",
+                 f"{row['rank']:.4f}", f"{row['auroc']['anomaly']:.4f}"]
+                for row, mine in zip(recorded["ablation"], ablation)]
+    assert rows == expected
+    assert sum(row[0] == "★" for row in rows) == 1
+    assert "Active query rounds" not in text
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<h2>Distillation</h2>" in page and "<caption>Search (ablation)</caption>" in page
+    assert page.count("<td>★</td>") == 1
+
+
+def test_distillation_section_without_auto_has_fidelity_only(quick_report, tiny_student):
+    out, report = quick_report
+    recorded = json.loads((tiny_student / "metrics.json").read_text())
+    assert "selection" not in recorded and "ablation" not in recorded
+    distillation = _strict_json(out / "report.json")["distillation"]
+    assert distillation == {"source": str(tiny_student / "metrics.json"), "fidelity": recorded["fidelity"]}
+    text = (out / "report.md").read_text()
+    _, fidelity_rows = _md_table_rows(text, "Fidelity to the teacher")
+    assert fidelity_rows == [[f"{recorded['fidelity'][k]:.4f}" for k in ("spearman", "top_1pct_auroc",
+                                                                          "top_0.1pct_auroc")]]
+    assert "not chosen by `distill --auto`" in text
+    assert "**Search (ablation)**" not in text and "| chosen |" not in text and "evaluation only" not in text
+    assert "Search (ablation)" not in (out / "report.html").read_text()
+
+
+def test_distillation_record_tolerates_missing_and_partial_metrics(quick_report, tmp_path):
+    from kdcompress.bench import render
+    from kdcompress.bench.report import _describe_distillation
+    assert _describe_distillation(tmp_path) is None  # no metrics.json
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert _describe_distillation(tmp_path) is None
+    rounds = [{"round": 1, "method": "sampled", "added": 180, "mean_gap_before": 0.31, "mean_gap_after": 0.12}]
+    trial = {"head": "mlp", "queries": {"noise": 0.5, "mixup": 0.5}, "hidden": [8, 4], "macs": 140}
+    partial = {"training": {"epochs_run": 3, "active_rounds": rounds},  # no fidelity; a trial with few keys
+               "selection": {"chosen": trial, "tried": [trial, {**trial, "head": "energy"}]}}
+    (tmp_path / "metrics.json").write_text(json.dumps(partial))
+    record = _describe_distillation(tmp_path)
+    assert set(record) == {"source", "selection", "ablation", "active_rounds"}
+    assert record["active_rounds"] == rounds and record["selection"] == {"chosen": trial}
+    assert [r["chosen"] for r in record["ablation"]] == [True, False]  # "tried" stands in for the ablation
+
+    _, report = quick_report
+    text = render.markdown({**report, "distillation": record})
+    _, rows = _md_table_rows(text, "Search (ablation)")
+    assert rows[0][:6] == ["★", "mlp", "noise 0.5 + mixup 0.5", "8-4", "140", "—"]
+    assert rows[1][:2] == ["", "energy"] and "evaluation only" not in text
+    assert "(budget: none recorded)" in text
+    assert _md_table_rows(text, "Active query rounds")[1] == [["1", "sampled", "180", "0.3100", "0.1200"]]
+    assert "**Fidelity to the teacher**" not in text
+    assert "No readable metrics.json" in render.markdown({**report, "distillation": None})
+    assert "No readable metrics.json" in render.markdown({k: v for k, v in report.items() if k != "distillation"})
+
+
 # ---------------------------------------------------------------- exported artefacts
 
 def test_exported_artefacts_are_rows_beside_their_model(tiny_teacher, tiny_student, tabular_file, tmp_path):

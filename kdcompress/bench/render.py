@@ -14,6 +14,9 @@ from . import figures, metrics
 FIGURE_DIR = "plots"
 PRIMARY_RUNTIME = {"teacher": "torch", "student": "keras", "baseline": "torch"}
 DASH = "—"
+CHOSEN_MARK = "★"
+FIDELITY_COLUMNS = [("spearman", "Spearman"), ("top_1pct_auroc", "top-1% AUROC"),
+                    ("top_0.1pct_auroc", "top-0.1% AUROC")]
 
 
 @dataclass
@@ -121,7 +124,7 @@ def _score_axis(report: dict, model: str) -> str:
 def sections(report: dict) -> List[Section]:
     return [_headline(report), _detection(report), _rate(report), _size(report), _latency(report),
             _plots(report, "roc", "ROC curves"), _plots(report, "scores", "Score distributions"),
-            _baseline(report), _environment(report), _notes(report)]
+            _baseline(report), _distillation(report), _environment(report), _notes(report)]
 
 
 def _headline(report: dict) -> Section:
@@ -229,6 +232,107 @@ def _baseline(report: dict) -> Section:
             f"the same parameter budget."]
     header = ["signal", "AUROC student", "AUROC baseline", "gain", "eff. @ rate student", "eff. @ rate baseline"]
     return Section("Baseline without distillation", text, [Table(header, rows)], [])
+
+
+def _distillation(report: dict) -> Section:
+    """What `distill` recorded in the student folder (report['distillation']), for reports that have it."""
+    record = report.get("distillation")
+    if not record:
+        return Section("Distillation", ["No readable metrics.json in the student folder: nothing recorded at "
+                                        "distillation time to show."], [], [])
+    text, tables = [], []
+    if record.get("fidelity"):
+        text.append("Fidelity of the student to the teacher, measured when it was distilled, without labels: on "
+                    "held-out teacher-labelled probe points (background validation events and broad queries "
+                    "around them), the Spearman rank correlation of the two scores and the AUROC of the student "
+                    "at finding the teacher's top 1% and top 0.1% (1 for a perfect copy).")
+        tables.append(_fidelity_table(record["fidelity"]))
+    selection = record.get("selection")
+    text.append(_selection_text(selection) if selection else
+                "Settings given by hand (not chosen by `distill --auto`): no search, no ablation.")
+    if record.get("ablation"):
+        text.append(_ablation_text(record["ablation"]))
+        tables.append(_ablation_table(record["ablation"]))
+    if record.get("active_rounds"):
+        text.append("Active query rounds: teacher-labelled points added where the student disagreed most, then "
+                    "more training; gap = mean |student output - target| on the points added in that round, "
+                    "before and after that training.")
+        tables.append(_active_rounds_table(record["active_rounds"]))
+    return Section("Distillation", text, tables, [])
+
+
+def _fidelity_table(fidelity: dict) -> Table:
+    return Table([title for _, title in FIDELITY_COLUMNS], [[_fmt(fidelity.get(k)) for k, _ in FIDELITY_COLUMNS]],
+                 "Fidelity to the teacher")
+
+
+def _selection_text(selection: dict) -> str:
+    chosen = selection.get("chosen") or {}
+    setting = (f"head `{chosen.get('head', DASH)}`, queries `{_queries_label(chosen.get('queries'))}`, hidden "
+               f"{_hidden_label(chosen.get('hidden'))} ({_count(chosen.get('macs'))} MACs, "
+               f"{_count(chosen.get('bops'))} BOPs)")
+    count = selection.get("search_events")
+    events = f"{count:,} background training events" if count is not None else "background training events"
+    return (f"Chosen by `distill --auto` (budget: {_budget_label(selection.get('budget'))}): {setting}. "
+            f"Criterion: {selection.get('criterion', DASH)}. Candidates were trained on {events} (and their "
+            f"teacher-labelled queries) with a shorter schedule; the chosen setting was then trained again on all "
+            f"the training data, so the final student's fidelity can differ from its row in the search table.")
+
+
+def _ablation_text(trials: List[dict]) -> str:
+    text = (f"One row per candidate of the search; {CHOSEN_MARK} = chosen; rank = the criterion's value "
+            f"(higher is better).")
+    if _trial_signals(trials):
+        text += (" AUROC columns: each candidate scored on the labelled signals after the search, for evaluation "
+                 "only: these AUROCs were never used in the choice.")
+    return text
+
+
+def _ablation_table(trials: List[dict]) -> Table:
+    signals = _trial_signals(trials)
+    header = (["chosen", "head", "queries", "hidden", "MACs", "BOPs"] + [title for _, title in FIDELITY_COLUMNS]
+              + ["rank"] + [f"AUROC {s} (evaluation only)" for s in signals])
+    rows = []
+    for t in trials:
+        fidelity, auroc = t.get("fidelity") or {}, t.get("auroc") or {}
+        rows.append([CHOSEN_MARK if t.get("chosen") else "", str(t.get("head", DASH)), _queries_label(t.get("queries")),
+                     _hidden_label(t.get("hidden")), _count(t.get("macs")), _count(t.get("bops"))]
+                    + [_fmt(fidelity.get(k)) for k, _ in FIDELITY_COLUMNS] + [_fmt(t.get("rank"))]
+                    + [_fmt(auroc.get(s)) for s in signals])
+    return Table(header, rows, "Search (ablation)")
+
+
+def _active_rounds_table(rounds: List[dict]) -> Table:
+    rows = [[_count(r.get("round")), str(r.get("method", DASH)), _count(r.get("added")),
+             _fmt(r.get("mean_gap_before")), _fmt(r.get("mean_gap_after"))] for r in rounds]
+    return Table(["round", "method", "points added", "gap before", "gap after"], rows, "Active query rounds")
+
+
+def _trial_signals(trials: List[dict]) -> List[str]:
+    """Signals with an AUROC in any trial, in first-seen order."""
+    return list(dict.fromkeys(s for t in trials for s in (t.get("auroc") or {})))
+
+
+def _queries_label(queries) -> str:
+    """A strategy name as is; explicit query fractions as 'noise 0.5 + mixup 0.5' ('none' when empty)."""
+    if queries is None:
+        return DASH
+    if isinstance(queries, dict):
+        return " + ".join(f"{name} {fraction:g}" for name, fraction in queries.items()) or "none"
+    return str(queries)
+
+
+def _hidden_label(hidden) -> str:
+    if isinstance(hidden, (list, tuple)):
+        return "-".join(str(h) for h in hidden) or DASH
+    return DASH if hidden is None else str(hidden)
+
+
+def _budget_label(budget) -> str:
+    budget = budget or {}
+    limits = [f"{_count(budget[k])} {name}" for k, name in (("macs", "MACs"), ("bops", "BOPs"))
+              if budget.get(k) is not None]
+    return " and ".join(limits) if limits else "none recorded"
 
 
 def _environment(report: dict) -> Section:

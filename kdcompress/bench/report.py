@@ -33,6 +33,9 @@ ROW_ORDER = [("teacher", "torch"), ("teacher", "onnxruntime"), ("student", "kera
              ("student", "tflite-float"), ("student", "tflite-int8"), ("student", "hls4ml-csim"),
              ("baseline", "torch")]
 REFERENCE_RUNTIME = {"teacher": "torch", "student": "keras", "baseline": "torch"}
+STUDENT_METRICS = "metrics.json"  # written into the student folder by `distill`
+SELECTION_KEYS = ("criterion", "budget", "search_events", "chosen")  # `distill --auto`; "tried" = ablation rows
+SETTING_KEYS = ("head", "queries", "hidden")  # what identifies one candidate of the search
 TARGET_RUNTIME = {"onnx": "onnxruntime", "tflite-float": "tflite-float", "tflite-int8": "tflite-int8",
                   "fpga": "hls4ml-csim"}
 # bit widths the runtime computes with: (kernel bits, activation bits); None = the model's quantizers
@@ -309,6 +312,7 @@ def measure(inputs: Inputs, settings: Settings, folder: Path, say):
     report = {"format": FORMAT_TAG, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "settings": settings.describe(), "machine": machine, "versions": versions(),
               "data": _describe_data(inputs), "models": _describe_models(inputs, baseline_info),
+              "distillation": _describe_distillation(inputs.student_path),
               "rate": _describe_rate(inputs.dataset, settings), "rows": rows}
     report["notes"] = _notes(report, inputs)
     return _json_safe(report), scores
@@ -478,6 +482,41 @@ def _describe_models(inputs: Inputs, baseline: Optional[dict]) -> dict:
         "baseline": baseline,
         "exports": [str(p) for p in inputs.manifests],
     }
+
+
+def _describe_distillation(student_path: Path) -> Optional[dict]:
+    """What `distill` recorded in the student's metrics.json: fidelity, the `--auto` selection and its
+    ablation (each row flagged `chosen`), active query rounds. Only the parts present; None without a
+    readable metrics.json."""
+    path = Path(student_path) / STUDENT_METRICS
+    try:
+        recorded = read_json(path)
+    except KDError:  # missing or not JSON: the report goes on without it
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    selection = _as_dict(recorded.get("selection"))
+    trials = _dicts(recorded.get("ablation")) or _dicts(selection.get("tried"))  # "tried": same rows, no AUROC
+    parts = {"fidelity": _as_dict(recorded.get("fidelity")),
+             "selection": {k: selection[k] for k in SELECTION_KEYS if k in selection},
+             "ablation": _mark_chosen(trials, _as_dict(selection.get("chosen"))),
+             "active_rounds": _dicts(_as_dict(recorded.get("training")).get("active_rounds"))}
+    return {"source": str(path), **{k: v for k, v in parts.items() if v}}
+
+
+def _as_dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value) -> List[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _mark_chosen(trials: List[dict], chosen: dict) -> List[dict]:
+    """Copies of the trials, the first with the chosen setting flagged `chosen`: True (the others False)."""
+    same = [bool(chosen) and all(t.get(k) == chosen.get(k) for k in SETTING_KEYS) for t in trials]
+    first = same.index(True) if True in same else None
+    return [{**t, "chosen": i == first} for i, t in enumerate(trials)]
 
 
 def _describe_rate(data: Dataset, settings: Settings) -> dict:

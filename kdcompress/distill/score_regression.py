@@ -19,6 +19,7 @@ from ..quant import QuantConfig
 from ..registry import METHODS, STUDENTS
 from ..students import Student, save_student
 from ..teachers import Teacher
+from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient
 from .fidelity import fidelity_of, probe_set
 from .queries import load_outliers, make_queries
 from .sampling import inverse_density_weights, tail_indices
@@ -46,6 +47,10 @@ class DistillConfig:
     tail_factor: int = 1
     queries: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUERIES))
     outliers: Optional[str] = None
+    min_queries: int = 20_000
+    active_rounds: int = 0
+    active: str = "sampled"
+    active_fraction: float = 0.1
     epochs: int = 100
     batch: Optional[int] = None
     lr: float = 3e-3
@@ -65,6 +70,12 @@ class DistillConfig:
             raise KDError("--hidden needs one or more positive layer widths, e.g. 32,16")
         if self.epochs < 1 or (self.batch is not None and self.batch < 1) or self.lr <= 0:
             raise KDError("--epochs and --batch must be >= 1 and --lr > 0")
+        if self.active not in ACTIVE_METHODS:
+            raise KDError(f"unknown active method '{self.active}' (known: {', '.join(ACTIVE_METHODS)})")
+        if self.min_queries < 0:
+            raise KDError("--min-queries must be >= 0")
+        if self.active_rounds < 0 or not 0.0 < self.active_fraction <= 10.0:
+            raise KDError("--active-rounds must be >= 0 and --active-fraction in (0, 10]")
         if not 0.0 < self.tail_quantile <= 1.0 or self.tail_factor < 1:
             raise KDError("--tail-quantile must be in (0, 1] and --tail-factor >= 1")
 
@@ -78,6 +89,8 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     result = evaluate_pair(teacher, student, data)
     result["fidelity"] = fidelity_of(teacher.score, student.score, probe_set(data.val, data.layout))
     result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
+    if "active" in history:
+        result["training"]["active_rounds"] = history["active"]
     result.update(extra or {})
     with atomic_dir(out) as tmp:
         save_student(student, tmp)
@@ -100,11 +113,45 @@ def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: b
     y_train, y_val = transform(s_train / scale), transform(s_val / scale)
     prep = (Preprocessing.identity(data.n_features) if config.preprocess == "none"
             else fit_preprocessing(data.train, centre=data.layout is None))
-    model, history = _train(prep.apply(x_train), y_train, prep.apply(x_val), y_val, data.n_features,
-                            config, progress)
+    model = _build(data.n_features, config)
+    history = _fit(model, prep.apply(x_train), y_train, prep.apply(x_val), y_val, config, progress, config.epochs)
     meta = _student_meta(teacher, data, prep, config, history)
     meta["score_scale"] = scale
-    return Student(model=model, meta=meta), history
+    student = Student(model=model, meta=meta)
+    if config.active_rounds:
+        label = lambda x: transform(teacher.score(x) / scale)  # noqa: E731
+        history["active"] = _active_rounds(teacher, student, data, config, label, (x_train, y_train, x_val, y_val),
+                                           history, progress)
+    return student, history
+
+
+def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label, sets, history, progress) -> list:
+    """Disagreement-driven rounds: add teacher-labelled points where the student is worst, train on (warm)."""
+    x_train, y_train, x_val, y_val = sets
+    rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence([config.seed, 1]).spawn(2))
+    gradients = (gap_gradient(teacher, student, config.target, student.meta["score_scale"], progress.note)
+                 if config.active == "ascent" else None)
+    method = config.active if gradients is not None else "sampled"
+    prep, rounds = student.preprocessing, []
+    epochs = max(5, config.epochs // 4)
+    counts = [max(1, int(config.active_fraction * len(points))) for points in (x_train, x_val)]
+    for r in range(config.active_rounds):
+        new = [disagreement_queries(x, count, label, student, rng, data.layout, method, gradients)
+               for x, count, rng in ((data.train, counts[0], rng_train), (data.val, counts[1], rng_val))]
+        y_new = [label(q) for q in new]
+        gap = float(np.mean(np.abs(student.score(new[0]) - y_new[0])))
+        progress.note(f"active round {r + 1}/{config.active_rounds} ({method}): {len(new[0])} points, "
+                      f"mean |student - teacher| {gap:.4f} before training")
+        x_train, y_train = np.concatenate([x_train, new[0]]), np.concatenate([y_train, y_new[0]])
+        x_val, y_val = np.concatenate([x_val, new[1]]), np.concatenate([y_val, y_new[1]])
+        more = _fit(student.model, prep.apply(x_train), y_train, prep.apply(x_val), y_val, config,
+                    EpochProgress(f"student {config.student} (active {r + 1})", epochs, progress.quiet), epochs)
+        for key, values in more.items():
+            history.setdefault(key, []).extend(values)
+        after = float(np.mean(np.abs(student.score(new[0]) - y_new[0])))
+        rounds.append({"round": r + 1, "method": method, "added": int(len(new[0])), "mean_gap_before": gap,
+                       "mean_gap_after": after})
+    return rounds
 
 
 def evaluate_pair(teacher: Teacher, student: Student, data: Dataset) -> dict:
@@ -130,14 +177,26 @@ def auto_score_scale(background_scores: np.ndarray, target: str) -> float:
 
 
 def _with_queries(data: Dataset, config: DistillConfig):
-    """Background train/val plus teacher-labelled queries drawn from each split (seeded)."""
+    """Background train/val plus teacher-labelled queries drawn from each split (seeded).
+
+    Small data sets get proportionally more queries: at least `min_queries` for training (a quarter as many
+    for validation), so that the space around a few hundred events is still covered densely."""
     if not config.queries:
         return data.train, data.val
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
     outliers = load_outliers(config.outliers, data.n_features) if config.outliers else None
-    q_train = make_queries(data.train, config.queries, rng_train, data.layout, outliers)
-    q_val = make_queries(data.val, config.queries, rng_val, data.layout, outliers)
+    fractions = query_fractions(config.queries, len(data.train), config.min_queries)
+    q_train = make_queries(data.train, fractions, rng_train, data.layout, outliers)
+    fractions = query_fractions(config.queries, len(data.val), config.min_queries // 4)
+    q_val = make_queries(data.val, fractions, rng_val, data.layout, outliers)
     return np.concatenate([data.train, q_train]), np.concatenate([data.val, q_val])
+
+
+def query_fractions(queries: Dict[str, float], n_events: int, min_queries: int) -> Dict[str, float]:
+    """The query fractions, scaled up (same proportions) when they would give fewer than `min_queries` points."""
+    total = sum(queries.values()) * n_events
+    factor = min_queries / total if 0 < total < min_queries else 1.0
+    return {name: fraction * factor for name, fraction in queries.items()}
 
 
 def _check_width(teacher: Teacher, data: Dataset) -> None:
@@ -145,16 +204,21 @@ def _check_width(teacher: Teacher, data: Dataset) -> None:
         raise KDError(f"the teacher expects {teacher.n_features} features but the data has {data.n_features}")
 
 
-def _train(z_train, y_train, z_val, y_val, n_features, config: DistillConfig, progress):
-    from ..tf_env import seed_everything, tensorflow
-    tf = tensorflow()
+def _build(n_features: int, config: DistillConfig):
+    from ..tf_env import seed_everything
     seed_everything(config.seed)
-    rng = np.random.default_rng(config.seed)
+    return STUDENTS.get(config.student)(n_features, hidden=tuple(int(h) for h in config.hidden),
+                                        quant=config.quant, seed=config.seed, **config.student_kwargs)
+
+
+def _fit(model, z_train, y_train, z_val, y_val, config: DistillConfig, progress, epochs: int) -> dict:
+    """(Re)compile and train `model` in place; returns the Keras history as plain lists."""
+    from ..tf_env import tensorflow
+    tf = tensorflow()
+    rng = np.random.default_rng([config.seed, len(y_train)])
     idx = tail_indices(y_train, config.tail_quantile, config.tail_factor, rng)
     weights = (inverse_density_weights(y_train, config.reweight_cap)[idx]
                if config.reweight == "inverse-density" else None)
-    model = STUDENTS.get(config.student)(n_features, hidden=tuple(int(h) for h in config.hidden),
-                                         quant=config.quant, seed=config.seed, **config.student_kwargs)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=_loss(tf, config))
     callbacks = [
         tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
@@ -162,9 +226,9 @@ def _train(z_train, y_train, z_val, y_val, n_features, config: DistillConfig, pr
         _ProgressCallback(tf, progress),
     ]
     hist = model.fit(z_train[idx], y_train[idx].astype(np.float32), sample_weight=weights,
-                     validation_data=(z_val, y_val.astype(np.float32)), epochs=config.epochs,
+                     validation_data=(z_val, y_val.astype(np.float32)), epochs=epochs,
                      batch_size=auto_batch(len(idx), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
-    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
 def _loss(tf, config: DistillConfig):
