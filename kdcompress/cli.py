@@ -160,7 +160,8 @@ def _run_distill(a):
           f"top-0.1% AUROC {fid['top_0.1pct_auroc']:.4f}")
     if "selection" in result:
         chosen = result["selection"]["chosen"]
-        print(f"--auto chose head {chosen['head']}, queries {chosen['queries']}, hidden {chosen['hidden']}")
+        print(f"--auto chose head {chosen['head']}, queries {chosen['queries']}, hidden {chosen['hidden']}, "
+              f"active rounds {chosen['active']}")
     print(f"student written to {a.out} (metrics.json, student.json, model.h5, training.png)")
 
 

@@ -58,8 +58,13 @@ def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tm
     assert a["ablation"][0]["auroc"] != b["ablation"][0]["auroc"]  # the labels did change the evaluation
     tried = {(t["head"], t["queries"]) for t in a["selection"]["tried"]}
     assert tried >= {("mlp", "none"), ("mlp", "noise"), ("energy", "none"), ("energy", "noise")}
+    assert {t["active"] for t in a["selection"]["tried"]} == {"none", "sampled", "ascent"}
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["selection"]["chosen"]["head"] in ("mlp", "energy")
+    chosen_active = saved["selection"]["chosen"]["active"]
+    config = json.loads((tmp_path / "a" / "student.json").read_text())["config"]
+    assert config["active_rounds"] == (0 if chosen_active == "none" else auto.ACTIVE_ROUNDS)
+    assert len(saved["training"].get("active_rounds", [])) == config["active_rounds"]
     assert set(saved["fidelity"]) == {"spearman", "top_1pct_auroc", "top_0.1pct_auroc"}
 
 

@@ -152,15 +152,15 @@ def test_distillation_section_shows_auto_selection_and_ablation(tiny_teacher, au
     assert on_disk["selection"] == {k: recorded["selection"][k] for k in ("criterion", "budget", "search_events",
                                                                           "chosen")}
     assert on_disk["selection"]["budget"] == {"macs": 10_000, "bops": None}
-    assert "active_rounds" not in on_disk
+    assert on_disk.get("active_rounds") == recorded["training"].get("active_rounds")
     ablation = on_disk["ablation"]
-    assert len(ablation) == len(recorded["ablation"]) == 5  # 2 strategies x 2 heads, then the best at (4, 2)
+    assert len(ablation) == len(recorded["ablation"]) == 7  # 2 strategies x 2 heads, the best at (4, 2), 2 active
     assert [{k: v for k, v in row.items() if k != "chosen"} for row in ablation] == recorded["ablation"]
     chosen = recorded["selection"]["chosen"]
     marked = [row for row in ablation if row["chosen"]]
     assert len(marked) == 1
-    assert (marked[0]["head"], marked[0]["queries"], marked[0]["hidden"]) == (chosen["head"], chosen["queries"],
-                                                                              chosen["hidden"])
+    assert ([marked[0][k] for k in ("head", "queries", "hidden", "active")]
+            == [chosen[k] for k in ("head", "queries", "hidden", "active")])
     assert marked[0]["rank"] == max(row["rank"] for row in ablation)
 
     text = (tmp_path / "report" / "report.md").read_text()
@@ -170,20 +170,20 @@ def test_distillation_section_shows_auto_selection_and_ablation(tiny_teacher, au
     assert fidelity_rows == [[f"{recorded['fidelity'][k]:.4f}" for k in ("spearman", "top_1pct_auroc",
                                                                           "top_0.1pct_auroc")]]
     assert (f"head `{chosen['head']}`, queries `{chosen['queries']}`, hidden "
-            f"{'-'.join(map(str, chosen['hidden']))} ({chosen['macs']:,} MACs") in text
+            f"{'-'.join(map(str, chosen['hidden']))}, active rounds `{chosen['active']}` ({chosen['macs']:,} MACs") in text
     assert "(budget: 10,000 MACs)" in text and recorded["selection"]["criterion"] in text
     assert "for evaluation only: these AUROCs were never used in the choice" in text
     header, rows = _md_table_rows(text, "Search (ablation)")
-    assert header == ("| chosen | head | queries | hidden | MACs | BOPs | Spearman | top-1% AUROC | top-0.1% AUROC "
+    assert header == ("| chosen | head | queries | hidden | active | MACs | BOPs | Spearman | top-1% AUROC | top-0.1% AUROC "
                       "| rank | AUROC anomaly (evaluation only) |")
     expected = [["★" if mine["chosen"] else "", row["head"], row["queries"], "-".join(map(str, row["hidden"])),
-                 f"{row['macs']:,}", f"{row['bops']:,}", f"{row['fidelity']['spearman']:.4f}",
+                 row["active"], f"{row['macs']:,}", f"{row['bops']:,}", f"{row['fidelity']['spearman']:.4f}",
                  f"{row['fidelity']['top_1pct_auroc']:.4f}", f"{row['fidelity']['top_0.1pct_auroc']:.4f}",
                  f"{row['rank']:.4f}", f"{row['auroc']['anomaly']:.4f}"]
                 for row, mine in zip(recorded["ablation"], ablation)]
     assert rows == expected
     assert sum(row[0] == "★" for row in rows) == 1
-    assert "Active query rounds" not in text
+    assert ("Active query rounds" in text) == (chosen["active"] != "none")
     page = (tmp_path / "report" / "report.html").read_text()
     assert "<h2>Distillation</h2>" in page and "<caption>Search (ablation)</caption>" in page
     assert page.count("<td>★</td>") == 1
@@ -223,7 +223,7 @@ def test_distillation_record_tolerates_missing_and_partial_metrics(quick_report,
     _, report = quick_report
     text = render.markdown({**report, "distillation": record})
     _, rows = _md_table_rows(text, "Search (ablation)")
-    assert rows[0][:6] == ["★", "mlp", "noise 0.5 + mixup 0.5", "8-4", "140", "—"]
+    assert rows[0][:7] == ["★", "mlp", "noise 0.5 + mixup 0.5", "8-4", "—", "140", "—"]
     assert rows[1][:2] == ["", "energy"] and "evaluation only" not in text
     assert "(budget: none recorded)" in text
     assert _md_table_rows(text, "Active query rounds")[1] == [["1", "sampled", "180", "0.3100", "0.1200"]]

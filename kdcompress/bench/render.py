@@ -269,7 +269,8 @@ def _fidelity_table(fidelity: dict) -> Table:
 def _selection_text(selection: dict) -> str:
     chosen = selection.get("chosen") or {}
     setting = (f"head `{chosen.get('head', DASH)}`, queries `{_queries_label(chosen.get('queries'))}`, hidden "
-               f"{_hidden_label(chosen.get('hidden'))} ({_count(chosen.get('macs'))} MACs, "
+               f"{_hidden_label(chosen.get('hidden'))}, active rounds `{chosen.get('active', DASH)}` "
+               f"({_count(chosen.get('macs'))} MACs, "
                f"{_count(chosen.get('bops'))} BOPs)")
     count = selection.get("search_events")
     events = f"{count:,} background training events" if count is not None else "background training events"
@@ -290,13 +291,14 @@ def _ablation_text(trials: List[dict]) -> str:
 
 def _ablation_table(trials: List[dict]) -> Table:
     signals = _trial_signals(trials)
-    header = (["chosen", "head", "queries", "hidden", "MACs", "BOPs"] + [title for _, title in FIDELITY_COLUMNS]
+    header = (["chosen", "head", "queries", "hidden", "active", "MACs", "BOPs"] + [title for _, title in FIDELITY_COLUMNS]
               + ["rank"] + [f"AUROC {s} (evaluation only)" for s in signals])
     rows = []
     for t in trials:
         fidelity, auroc = t.get("fidelity") or {}, t.get("auroc") or {}
         rows.append([CHOSEN_MARK if t.get("chosen") else "", str(t.get("head", DASH)), _queries_label(t.get("queries")),
-                     _hidden_label(t.get("hidden")), _count(t.get("macs")), _count(t.get("bops"))]
+                     _hidden_label(t.get("hidden")), str(t.get("active", DASH)), _count(t.get("macs")),
+                     _count(t.get("bops"))]
                     + [_fmt(fidelity.get(k)) for k, _ in FIDELITY_COLUMNS] + [_fmt(t.get("rank"))]
                     + [_fmt(auroc.get(s)) for s in signals])
     return Table(header, rows, "Search (ablation)")

@@ -1,4 +1,4 @@
-"""`distill --auto`: choose query strategy, head and width under a MAC/BOP budget by fidelity alone.
+"""`distill --auto`: choose query strategy, head, width and active rounds under a MAC/BOP budget by fidelity alone.
 
 Anomaly labels are never read here: candidates are trained on a subsample of the normal training split
 and ranked on the label-free probe set (validation events + broad teacher-labelled queries). Signals are
@@ -26,6 +26,8 @@ STRATEGIES: Dict[str, Dict[str, float]] = {
     "broad": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15},
 }
 HEADS = ("mlp", "energy")
+ACTIVE = ("sampled", "ascent")  # tried on the best setting: disagreement-driven rounds on top of its queries
+ACTIVE_ROUNDS = 2
 WIDTHS: Tuple[Tuple[int, int], ...] = ((8, 4), (16, 8), (24, 12), (32, 16), (48, 24), (64, 32), (96, 48))
 SEARCH_EVENTS = 40_000
 SEARCH_EPOCHS = 40
@@ -48,9 +50,13 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
     for width in widths[-3:-1]:
         trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], width, log))
     best = max(trials, key=lambda t: t["rank"])
-    log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']} "
-             f"(fidelity rank {best['rank']:.4f})")
-    final = _config_for(base, best["queries"], best["head"], best["hidden"])
+    for active in ACTIVE:
+        trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], best["hidden"], log,
+                             active))
+    best = max(trials, key=lambda t: t["rank"])
+    log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']}, "
+             f"active rounds {best['active']} (fidelity rank {best['rank']:.4f})")
+    final = _config_for(base, best["queries"], best["head"], best["hidden"], **_active_settings(best["active"]))
     selection = {"budget": budget, "search_events": len(search_data.train), "chosen": _public(best),
                  "tried": [_public(t) for t in trials], "criterion": "mean(spearman, top_1pct_auroc, "
                  "top_0.1pct_auroc) on held-out teacher-labelled probes; labels never used"}
@@ -91,15 +97,21 @@ def _config_for(base: DistillConfig, queries, head: str, hidden: Sequence[int], 
     return dataclasses.replace(base, student=head, hidden=tuple(hidden), queries=dict(q), **changes)
 
 
-def _trial(teacher, data, probe, base, strategy, head, hidden, log) -> dict:
-    config = _config_for(base, strategy, head, hidden, epochs=min(base.epochs, SEARCH_EPOCHS))
+def _active_settings(active: str) -> dict:
+    """'none' keeps the base config's rounds off; a method name turns ACTIVE_ROUNDS rounds of it on."""
+    return {"active_rounds": 0} if active == "none" else {"active_rounds": ACTIVE_ROUNDS, "active": active}
+
+
+def _trial(teacher, data, probe, base, strategy, head, hidden, log, active: str = "none") -> dict:
+    config = _config_for(base, strategy, head, hidden, epochs=min(base.epochs, SEARCH_EPOCHS),
+                         **_active_settings(active))
     student, _ = fit_student(teacher, data, config, quiet=True)
     fid = fidelity_of(teacher.score, student.score, probe)
     size = student_size(student.model)
-    log.note(f"tried head {head:<6} queries {strategy:<12} hidden {hidden}: spearman {fid['spearman']:.4f} "
-             f"top1% {fid['top_1pct_auroc']:.4f} top0.1% {fid['top_0.1pct_auroc']:.4f}")
-    return {"head": head, "queries": strategy, "hidden": list(hidden), "fidelity": fid, "rank": fidelity_rank(fid),
-            "macs": size["macs"], "bops": size["bops"], "student": student}
+    log.note(f"tried head {head:<6} queries {strategy:<12} hidden {hidden} active {active:<7}: "
+             f"spearman {fid['spearman']:.4f} top1% {fid['top_1pct_auroc']:.4f} top0.1% {fid['top_0.1pct_auroc']:.4f}")
+    return {"head": head, "queries": strategy, "hidden": list(hidden), "active": active, "fidelity": fid,
+            "rank": fidelity_rank(fid), "macs": size["macs"], "bops": size["bops"], "student": student}
 
 
 def _public(trial: dict) -> dict:
