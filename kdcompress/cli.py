@@ -156,7 +156,8 @@ def _run_distill(a):
                      budget_macs=a.budget_macs, budget_bops=a.budget_bops, **_distill_kwargs(a))
     print(comparison_table(result))
     fid = result["fidelity"]
-    print(f"fidelity (label-free): spearman {fid['spearman']:.4f}, top-1% AUROC {fid['top_1pct_auroc']:.4f}, "
+    print(f"fidelity (label-free): spearman {fid['spearman']:.4f} (normal events "
+          f"{fid.get('spearman_normal', float('nan')):.4f}), top-1% AUROC {fid['top_1pct_auroc']:.4f}, "
           f"top-0.1% AUROC {fid['top_0.1pct_auroc']:.4f}")
     if "selection" in result:
         chosen = result["selection"]["chosen"]

@@ -21,13 +21,21 @@ def test_fidelity_by_hand():
     s[:5] = 2000.0
     assert fidelity(t, s)["top_1pct_auroc"] == pytest.approx(1 - 50 / 9900)
     assert fidelity_rank(perfect) == 1.0
+    # Spearman on the normal events alone: the first 100 points ranked backwards, the rest in order
+    s = t.copy()
+    s[:100] = -t[:100]
+    both = fidelity(t, s, n_normal=100)
+    assert both["spearman_normal"] == -1.0 and both["spearman"] > 0.9
+    assert fidelity_rank(both) == pytest.approx(np.mean([both[k] for k in both]))
 
 
 def test_probe_set_is_fixed_and_broad(tabular_file):
     data = load_dataset(tabular_file)
     a, b = probe_set(data.val, None), probe_set(data.val, None)
-    assert np.array_equal(a, b) and len(a) >= len(data.val) + 10_000
-    assert a[len(data.val):].std() > data.val.std()
+    assert np.array_equal(a.points, b.points) and len(a.points) >= len(data.val) + 10_000
+    assert a.n_normal == len(data.val)
+    assert np.array_equal(np.sort(a.points[:a.n_normal], axis=0), np.sort(data.val, axis=0))
+    assert a.points[a.n_normal:].std() > data.val.std()
 
 
 @pytest.fixture
@@ -65,7 +73,7 @@ def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tm
     config = json.loads((tmp_path / "a" / "student.json").read_text())["config"]
     assert config["active_rounds"] == (0 if chosen_active == "none" else auto.ACTIVE_ROUNDS)
     assert len(saved["training"].get("active_rounds", [])) == config["active_rounds"]
-    assert set(saved["fidelity"]) == {"spearman", "top_1pct_auroc", "top_0.1pct_auroc"}
+    assert set(saved["fidelity"]) == {"spearman", "spearman_normal", "top_1pct_auroc", "top_0.1pct_auroc"}
 
 
 def test_default_budget_is_fifty_times_below_teacher(small_search, tiny_teacher, tabular_file, tmp_path):

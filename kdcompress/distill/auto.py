@@ -58,8 +58,9 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
              f"active rounds {best['active']} (fidelity rank {best['rank']:.4f})")
     final = _config_for(base, best["queries"], best["head"], best["hidden"], **_active_settings(best["active"]))
     selection = {"budget": budget, "search_events": len(search_data.train), "chosen": _public(best),
-                 "tried": [_public(t) for t in trials], "criterion": "mean(spearman, top_1pct_auroc, "
-                 "top_0.1pct_auroc) on held-out teacher-labelled probes; labels never used"}
+                 "tried": [_public(t) for t in trials], "criterion": "mean(spearman, spearman_normal, "
+                 "top_1pct_auroc, top_0.1pct_auroc) on held-out teacher-labelled probes (spearman_normal: the "
+                 "normal validation events alone); labels never used"}
     ablation = _ablation(data, trials)
     return distill(teacher, data, out, final, quiet=quiet, extra={"selection": selection, "ablation": ablation})
 
