@@ -121,3 +121,17 @@ def test_energy_head_is_bit_exact_through_hls4ml(tiny_teacher, tabular_file, tmp
     assert by_target["fpga"]["agreement"]["bit_exact_fraction"] == 1.0
     assert by_target["fpga"]["agreement"]["events"] >= 600  # every held-out row of the tiny data set
     assert by_target["onnx"]["agreement"]["max_abs_diff"] <= 1e-5
+
+
+@pytest.mark.slow
+def test_trigger_pipeline_with_auto_reports_the_search(small_search, tmp_path):
+    from kdcompress.pipelines.run import run_recipe_args
+    args = {"events": 3000, "hidden": [32, 16], "latent": 4, "teacher_epochs": 2, "student_epochs": 3,
+            "auto": True, "budget_macs": 20_000, "export": [], "quick_benchmark": True, "baseline_epochs": 1}
+    run_recipe_args("auto-test", "trigger", args, tmp_path, description="auto in the trigger pipeline", quiet=True)
+    results = json.loads((tmp_path / "results.json").read_text())
+    chosen = results["distill"]["selection"]["chosen"]
+    distillation = results["report"]["distillation"]
+    assert [row for row in distillation["ablation"] if row["chosen"]][0]["hidden"] == chosen["hidden"]
+    assert set(distillation["ablation"][0]["auroc"]) == set(results["distill"]["student"]) - {"background"}
+    assert "Search (ablation)" in (tmp_path / "report" / "report.md").read_text()

@@ -357,3 +357,22 @@ def test_suite_gate(monkeypatch):
     assert auroc_failures(report, 0.05) == [
         "B: student AUROC 0.74 vs teacher 0.8 (allowed drop 0.05)"]
     assert auroc_failures({"rows": []}, 0.05)
+
+
+def _tabular_row(gap, ratio):
+    student = {"teacher_auroc": 0.9, "student_auroc": 0.9 + gap, "gap": gap, "mac_ratio": ratio,
+               "fidelity": {"spearman": 0.95}, "chosen": {"head": "energy", "queries": "broad", "hidden": [64, 32]}}
+    return {"description": "d", "rows": 100, "anomalies": 10, "features": 4, "seconds": 1.0,
+            "students": {"naive": student, "default": student, "auto": student}}
+
+
+def test_tabular_benchmark_target_and_table():
+    from benchmarks import tabular
+    rows = {"ok": _tabular_row(-0.01, 80.0), "lost": _tabular_row(-0.03, 80.0), "big": _tabular_row(0.0, 20.0),
+            "better": _tabular_row(0.03, 80.0)}
+    bad = tabular.failures(rows)
+    assert [line.split(":")[0] for line in bad] == ["lost", "big", "better"]
+    text = tabular.markdown(rows, seed=3)
+    assert "| ok | 100 (10) | 0.900 | 0.890 (-0.010) | 0.890 (-0.010) | 0.890 (-0.010) | 80x fewer |" in text
+    assert "missed: lost" in text and "energy / broad / 64-32" in text
+    assert tabular.main(["--sets", "nope", "--out", "unused"]) == 2

@@ -30,10 +30,13 @@ def trigger(out: Path, data: Optional[str] = None, events: int = 200_000, arch: 
             hidden: List[int] = (512, 256, 128), latent: int = 8, score: Optional[str] = None,
             teacher_epochs: int = 40, student: str = "mlp", student_hidden: List[int] = (32, 16), bits: int = 8,
             queries: Optional[Dict[str, float]] = None, reweight: str = "inverse-density",
-            student_epochs: int = 100, export: List[str] = ("onnx", "tflite", "fpga"), benchmark: bool = True,
+            active_rounds: int = 0, auto: bool = False, budget_macs: Optional[int] = None, student_epochs: int = 100, export: List[str] = ("onnx", "tflite", "fpga"), benchmark: bool = True,
             quick_benchmark: bool = False, rate_khz: float = 1.0, bx_mhz: float = 28.61,
             baseline_epochs: Optional[int] = None, seed: int = 0, quiet: bool = False):
-    """Run the whole trigger chain in `out`; `data` = an ADC2021 folder or .npz/.csv (default: synthetic)."""
+    """Run the whole trigger chain in `out`; `data` = an ADC2021 folder or .npz/.csv (default: synthetic).
+
+    `auto`: head, queries, width and active rounds chosen by label-free fidelity under `budget_macs`
+    (default teacher MACs / 50); `student`, `student_hidden`, `queries` and `active_rounds` are then searched."""
     from .. import api
     out, steps = Path(out), Steps("trigger", quiet)
     if data is None:
@@ -45,11 +48,14 @@ def trigger(out: Path, data: Optional[str] = None, events: int = 200_000, arch: 
               lambda: api.train_teacher(data, teacher_path, arch=arch, hidden=list(hidden), latent=latent,
                                         epochs=teacher_epochs, score=score, seed=seed, quiet=quiet))
     distill_kwargs = {} if queries is None else {"queries": dict(queries)}
+    what = (f"--auto (budget {budget_macs or 'teacher/50'} MACs)" if auto
+            else f"{student} {'-'.join(map(str, student_hidden))}-1")
     result = steps.run(
-        "distill", f"{student} {'-'.join(map(str, student_hidden))}-1, {bits} bits -> {student_dir}",
+        "distill", f"{what}, {bits} bits -> {student_dir}",
         lambda: api.distill(teacher_path, data, student_dir, student=student, hidden=list(student_hidden),
                             quant={"bits": bits, "relu_bits": bits}, reweight=reweight, epochs=student_epochs,
-                            seed=seed, quiet=quiet, **distill_kwargs))
+                            active_rounds=active_rounds, auto=auto, budget_macs=budget_macs, seed=seed,
+                            quiet=quiet, **distill_kwargs))
     results = {"distill": result, "artefacts": {"teacher": str(teacher_path), "student": str(student_dir)}}
     markdown = ["## Teacher vs student", "", "```", comparison_table(result), "```", ""]
     if export:
@@ -91,6 +97,7 @@ def _export_lines(manifest: dict) -> list:
 def _benchmark(teacher_path, student_dir, data, out, report, seed, quick, rate_khz, bx_mhz, baseline_epochs,
                quiet) -> dict:
     from ..bench.report import benchmark
-    return benchmark(teacher=teacher_path, student=student_dir, data=data, exports=[out / "exports"], out=report,
+    exports = [out / "exports"] if (out / "exports").is_dir() else None  # `export: []` exports nothing
+    return benchmark(teacher=teacher_path, student=student_dir, data=data, exports=exports, out=report,
                      rate_khz=rate_khz, bx_mhz=bx_mhz, seed=seed, quick=quick, baseline_epochs=baseline_epochs,
                      quiet=quiet)

@@ -1,0 +1,162 @@
+"""Real tabular data: does `distill --auto` keep the teacher's AUROC, as a new user would run it?
+
+    python -m benchmarks.tabular [--out DIR] [--sets breast,wine,digits,mnist] [--mnist DIR] [--seed N] [--publish]
+
+Data (no download): the tables bundled with scikit-learn (breast cancer, wine, digits) and the MNIST test set
+beside the repo (../shared/data/mnist, 2x2-pooled to 196 features). Each becomes a .npz (X, y: 1 = anomaly)
+and runs: default dense-AE teacher -> three students, each judged against the same teacher:
+  naive   32-16 MLP, no queries, no reweighting (what a new user tries first);
+  default the `distill` defaults;
+  auto    `distill --auto` (head, queries, width chosen by label-free fidelity under teacher MACs / 50).
+Writes results.json and results.md to --out; --publish copies results.md to benchmarks/TABULAR.md.
+Exit 0 when every `auto` student is within 0.02 AUROC of its teacher at >= 50x fewer MACs, else 1; 2 on error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_MNIST = HERE.parent.parent / "shared" / "data" / "mnist"
+MAX_GAP = 0.02
+MIN_MAC_RATIO = 50
+STUDENTS = {
+    "naive": dict(hidden=[32, 16], queries={}, reweight="none"),
+    "default": {},
+    "auto": dict(auto=True),
+}
+
+
+def _sklearn(loader: str, normal: Callable[[np.ndarray], np.ndarray]):
+    def build(_args):
+        import sklearn.datasets
+        bunch = getattr(sklearn.datasets, loader)()
+        return bunch.data.astype(np.float32), (~normal(bunch.target)).astype(np.int64)
+    return build
+
+
+def _mnist(args):
+    from kdcompress.data.mnist import read_images_labels
+    images, labels = read_images_labels(Path(args.mnist) / "t10k-images-idx3-ubyte.gz",
+                                        Path(args.mnist) / "t10k-labels-idx1-ubyte.gz")
+    pooled = images.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(images), -1)
+    return pooled.astype(np.float32), (labels >= 5).astype(np.int64)
+
+
+SETS: Dict[str, tuple] = {
+    "breast": ("breast cancer (sklearn): benign normal, malignant anomalous; 30 features",
+               _sklearn("load_breast_cancer", lambda t: t == 1)),
+    "wine": ("wine (sklearn): cultivars 0-1 normal, cultivar 2 anomalous; 13 features",
+             _sklearn("load_wine", lambda t: t < 2)),
+    "digits": ("digits 8x8 (sklearn): 0-4 normal, 5-9 anomalous; 64 features",
+               _sklearn("load_digits", lambda t: t < 5)),
+    "mnist": ("MNIST test set, 2x2-pooled: 0-4 normal, 5-9 anomalous; 196 features", _mnist),
+}
+
+
+def _say(text: str) -> None:
+    print(f"[tabular] {text}", file=sys.stderr, flush=True)
+
+
+def run_set(name: str, out: Path, args) -> dict:
+    from kdcompress import api
+    x, y = SETS[name][1](args)
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / f"{name}.npz"
+    np.savez(data, X=x, y=y)
+    start = time.perf_counter()
+    api.train_teacher(data, folder / "teacher.pt", seed=args.seed, quiet=True)
+    row = {"description": SETS[name][0], "rows": int(len(x)), "anomalies": int(y.sum()),
+           "features": int(x.shape[1]), "students": {}}
+    for student, kwargs in STUDENTS.items():
+        _say(f"{name}: student {student}")
+        result = api.distill(folder / "teacher.pt", data, folder / student, seed=args.seed, quiet=True, **kwargs)
+        row["students"][student] = _summary(result)
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+def _summary(result: dict) -> dict:
+    teacher, student = result["teacher"]["anomaly"]["auroc"], result["student"]["anomaly"]["auroc"]
+    summary = {"teacher_auroc": teacher, "student_auroc": student, "gap": student - teacher,
+               "mac_ratio": result["macs"]["teacher"] / max(1, result["macs"]["student"]),
+               "fidelity": result["fidelity"]}
+    if "selection" in result:
+        chosen = result["selection"]["chosen"]
+        summary["chosen"] = {k: chosen[k] for k in ("head", "queries", "hidden")}
+    return summary
+
+
+def failures(rows: Dict[str, dict]) -> list:
+    bad = []
+    for name, row in rows.items():
+        auto = row["students"]["auto"]
+        if abs(auto["gap"]) > MAX_GAP or auto["mac_ratio"] < MIN_MAC_RATIO:
+            bad.append(f"{name}: auto gap {auto['gap']:+.3f}, {auto['mac_ratio']:.0f}x fewer MACs")
+    return bad
+
+
+def markdown(rows: Dict[str, dict], seed: int) -> str:
+    lines = ["# Real tabular data: teacher vs distilled students", "",
+             f"Seed {seed}. Default dense-AE teacher per set; AUROC on the held-out normal rows and all anomalies. "
+             f"Target: `auto` within {MAX_GAP} of the teacher at >= {MIN_MAC_RATIO}x fewer MACs. "
+             "Anomaly labels are used only here, for evaluation.", "",
+             "| data | rows (anomalies) | teacher | naive | default | auto | auto MACs | auto choice | "
+             "auto Spearman |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        s = row["students"]
+        auto = s["auto"]
+        choice = auto.get("chosen", {})
+        lines.append(
+            f"| {name} | {row['rows']} ({row['anomalies']}) | {s['auto']['teacher_auroc']:.3f} | "
+            + " | ".join(f"{s[k]['student_auroc']:.3f} ({s[k]['gap']:+.3f})" for k in STUDENTS)
+            + f" | {auto['mac_ratio']:.0f}x fewer | {choice.get('head')} / {choice.get('queries')} / "
+            f"{'-'.join(map(str, choice.get('hidden', [])))} | {auto['fidelity']['spearman']:.3f} |")
+    lines += ["", *[f"- {name}: {row['description']} ({row['seconds']:.0f} s)" for name, row in rows.items()]]
+    bad = failures(rows)
+    lines += ["", "Result: " + ("all `auto` students within target." if not bad else "missed: " + "; ".join(bad))]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tabular", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="out/benchmarks/tabular")
+    p.add_argument("--sets", default=",".join(SETS))
+    p.add_argument("--mnist", default=str(DEFAULT_MNIST), help="folder with the MNIST t10k idx files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--publish", action="store_true", help="copy results.md to benchmarks/TABULAR.md")
+    args = p.parse_args(argv)
+    from kdcompress.errors import KDError
+    from kdcompress.fileio import write_json
+    out = Path(args.out)
+    names = [n.strip() for n in args.sets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETS]
+    if unknown:
+        print(f"error: unknown set(s) {', '.join(unknown)} (known: {', '.join(SETS)})", file=sys.stderr)
+        return 2
+    try:
+        rows = {name: run_set(name, out, args) for name in names}
+    except KDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json(out / "results.json", {"seed": args.seed, "sets": rows})
+    text = markdown(rows, args.seed)
+    (out / "results.md").write_text(text)
+    if args.publish:
+        shutil.copyfile(out / "results.md", HERE / "TABULAR.md")
+    print(text)
+    return 1 if failures(rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
