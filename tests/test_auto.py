@@ -135,3 +135,10 @@ def test_trigger_pipeline_with_auto_reports_the_search(small_search, tmp_path):
     assert [row for row in distillation["ablation"] if row["chosen"]][0]["hidden"] == chosen["hidden"]
     assert set(distillation["ablation"][0]["auroc"]) == set(results["distill"]["student"]) - {"background"}
     assert "Search (ablation)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_near_ties_go_to_the_larger_student():
+    trials = [{"rank": 0.9262, "macs": 3936}, {"rank": 0.9261, "macs": 5824}, {"rank": 0.9200, "macs": 9000}]
+    assert auto._best(trials)["macs"] == 5824
+    trials[1]["rank"] = 0.9240  # no longer a tie
+    assert auto._best(trials)["macs"] == 3936

@@ -31,6 +31,7 @@ ACTIVE_ROUNDS = 2
 WIDTHS: Tuple[Tuple[int, int], ...] = ((8, 4), (16, 8), (24, 12), (32, 16), (48, 24), (64, 32), (96, 48))
 SEARCH_EVENTS = 40_000
 SEARCH_EPOCHS = 40
+RANK_TIE = 0.001  # fidelity ranks closer than this are treated as equal
 MIN_COMPRESSION = 50  # default budget: 50x fewer MACs than the teacher
 
 
@@ -46,14 +47,14 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
     for strategy in STRATEGIES:
         for head in HEADS:
             trials.append(_trial(teacher, search_data, probe, base, strategy, head, widths[-1], log))
-    best = max(trials, key=lambda t: t["rank"])
+    best = _best(trials)
     for width in widths[-3:-1]:
         trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], width, log))
-    best = max(trials, key=lambda t: t["rank"])
+    best = _best(trials)
     for active in ACTIVE:
         trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], best["hidden"], log,
                              active))
-    best = max(trials, key=lambda t: t["rank"])
+    best = _best(trials)
     log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']}, "
              f"active rounds {best['active']} (fidelity rank {best['rank']:.4f})")
     final = _config_for(base, best["queries"], best["head"], best["hidden"], **_active_settings(best["active"]))
@@ -63,6 +64,14 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
                  "normal validation events alone); labels never used"}
     ablation = _ablation(data, trials)
     return distill(teacher, data, out, final, quiet=quiet, extra={"selection": selection, "ablation": ablation})
+
+
+def _best(trials: List[dict]) -> dict:
+    """Highest fidelity rank; ranks within RANK_TIE of it count as equal, and then the larger student wins
+    (capacity the budget allows is free, a rank difference below the probe's noise is not)."""
+    top = max(t["rank"] for t in trials)
+    tied = [t for t in trials if t["rank"] >= top - RANK_TIE]
+    return max(tied, key=lambda t: (t["macs"], t["rank"]))
 
 
 def _budget(teacher: Teacher, budget_macs, budget_bops) -> dict:
