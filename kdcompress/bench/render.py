@@ -245,8 +245,8 @@ def _distillation(report: dict) -> Section:
     if record.get("fidelity"):
         text.append("Fidelity of the student to the teacher, measured when it was distilled, without labels: on "
                     "held-out teacher-labelled probe points (background validation events and broad queries "
-                    "around them), the Spearman rank correlation of the two scores and the AUROC of the student "
-                    "at finding the teacher's top 1% and top 0.1% (1 for a perfect copy).")
+                    "around them), the Spearman rank correlation of the two scores (on all probes and on the "
+                    "normal events alone) and the AUROC of the student at finding the teacher's top 1% and top 0.1% (1 for a perfect copy).")
         tables.append(_fidelity_table(record["fidelity"]))
     selection = record.get("selection")
     text.append(_selection_text(selection) if selection else

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from ..registry import SCORES
-from .queries import make_queries, repair_structure
+from .queries import feature_spread, make_queries, repair_structure
 
 ACTIVE_METHODS = ("sampled", "ascent")
 POOL_FACTOR = 4  # candidates scored per point kept
@@ -31,7 +31,7 @@ def disagreement_queries(x: np.ndarray, count: int, label: Callable, student, rn
     gap = np.abs(student.score(pool) - label(pool))
     top = pool[np.argsort(-gap, kind="stable")[:count]]
     if method == "ascent" and gradients is not None:
-        top = ascend(top, gradients, _spread(x), layout, constant=(x == x[:1]).all(axis=0))
+        top = ascend(top, gradients, feature_spread(x), layout, constant=(x == x[:1]).all(axis=0))
     return top.astype(np.float32)
 
 
@@ -45,11 +45,6 @@ def ascend(x: np.ndarray, gradients: "GapGradient", spread: np.ndarray, layout: 
         q = repair_structure(q, template, layout) if layout else q
         q[:, constant] = template[:1, constant]
     return q.astype(np.float32)
-
-
-def _spread(x: np.ndarray) -> np.ndarray:
-    s = x.std(axis=0)
-    return np.where(s > 0, s, 1.0)
 
 
 class GapGradient:

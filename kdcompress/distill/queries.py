@@ -17,7 +17,8 @@ QUERIES = Registry("query strategy")
 NOISE_SCALES = (0.25, 0.5, 1.0, 2.0)
 
 
-def _spread(x: np.ndarray) -> np.ndarray:
+def feature_spread(x: np.ndarray) -> np.ndarray:
+    """Per-feature standard deviation, 1 where a feature is constant."""
     s = x.std(axis=0)
     return np.where(s > 0, s, 1.0)
 
@@ -27,7 +28,7 @@ def gaussian_noise(x: np.ndarray, n: int, rng: np.random.Generator, scales=NOISE
     """x + s * N(0, 1) in standardised units, s cycling over several scales."""
     base = x[rng.integers(0, len(x), n)]
     s = np.asarray(scales, dtype=np.float64)[np.arange(n) % len(scales)][:, None]
-    return base + s * rng.standard_normal(base.shape) * _spread(x), base
+    return base + s * rng.standard_normal(base.shape) * feature_spread(x), base
 
 
 @QUERIES.register("mixup")

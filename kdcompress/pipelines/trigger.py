@@ -30,7 +30,8 @@ def trigger(out: Path, data: Optional[str] = None, events: int = 200_000, arch: 
             hidden: List[int] = (512, 256, 128), latent: int = 8, score: Optional[str] = None,
             teacher_epochs: int = 40, student: str = "mlp", student_hidden: List[int] = (32, 16), bits: int = 8,
             queries: Optional[Dict[str, float]] = None, reweight: str = "inverse-density",
-            active_rounds: int = 0, auto: bool = False, budget_macs: Optional[int] = None, student_epochs: int = 100, export: List[str] = ("onnx", "tflite", "fpga"), benchmark: bool = True,
+            active_rounds: int = 0, auto: bool = False, budget_macs: Optional[int] = None,
+            student_epochs: int = 100, export: List[str] = ("onnx", "tflite", "fpga"), benchmark: bool = True,
             quick_benchmark: bool = False, rate_khz: float = 1.0, bx_mhz: float = 28.61,
             baseline_epochs: Optional[int] = None, seed: int = 0, quiet: bool = False):
     """Run the whole trigger chain in `out`; `data` = an ADC2021 folder or .npz/.csv (default: synthetic).
@@ -67,8 +68,8 @@ def trigger(out: Path, data: Optional[str] = None, events: int = 200_000, arch: 
         report = out / "report"
         results["report"] = steps.run(
             "benchmark", f"report -> {report}",
-            lambda: _benchmark(teacher_path, student_dir, data, out, report, seed, quick_benchmark, rate_khz,
-                               bx_mhz, baseline_epochs, quiet))
+            lambda: _benchmark(teacher_path, student_dir, data, out / "exports" if export else None, report, seed,
+                               quick_benchmark, rate_khz, bx_mhz, baseline_epochs, quiet))
         results["artefacts"]["report"] = str(report)
         from ..bench.render import headline
         markdown += ["", "## Benchmark (headline)", "", headline(results["report"]), "",
@@ -94,10 +95,11 @@ def _export_lines(manifest: dict) -> list:
     return lines
 
 
-def _benchmark(teacher_path, student_dir, data, out, report, seed, quick, rate_khz, bx_mhz, baseline_epochs,
+def _benchmark(teacher_path, student_dir, data, exports, report, seed, quick, rate_khz, bx_mhz, baseline_epochs,
                quiet) -> dict:
+    """`exports`: the folder this run exported to, or None when it exported nothing."""
     from ..bench.report import benchmark
-    exports = [out / "exports"] if (out / "exports").is_dir() else None  # `export: []` exports nothing
-    return benchmark(teacher=teacher_path, student=student_dir, data=data, exports=exports, out=report,
+    return benchmark(teacher=teacher_path, student=student_dir, data=data, exports=[exports] if exports else None,
+                     out=report,
                      rate_khz=rate_khz, bx_mhz=bx_mhz, seed=seed, quick=quick, baseline_epochs=baseline_epochs,
                      quiet=quiet)
