@@ -90,7 +90,7 @@ def _summary(result: dict) -> dict:
     teacher, student = result["teacher"]["anomaly"]["auroc"], result["student"]["anomaly"]["auroc"]
     summary = {"teacher_auroc": teacher, "student_auroc": student, "gap": student - teacher,
                "mac_ratio": result["macs"]["teacher"] / max(1, result["macs"]["student"]),
-               "fidelity": result["fidelity"]}
+               "fidelity": result["fidelity"], "teacher_memorisation": result["teacher_memorisation"]}
     if "selection" in result:
         chosen = result["selection"]["chosen"]
         summary["chosen"] = {k: chosen[k] for k in ("head", "queries", "hidden")}
@@ -106,13 +106,18 @@ def failures(rows: Dict[str, dict]) -> list:
     return bad
 
 
+def _ratio(memo: dict) -> str:
+    ratio = memo.get("ratio")
+    return "-" if ratio is None else f"{ratio:.2f}" + (" (memorised)" if memo.get("memorised") else "")
+
+
 def markdown(rows: Dict[str, dict], seed: int) -> str:
     lines = ["# Real tabular data: teacher vs distilled students", "",
              f"Seed {seed}. Default dense-AE teacher per set; AUROC on the held-out normal rows and all anomalies. "
              f"Target: `auto` within {MAX_GAP} of the teacher at >= {MIN_MAC_RATIO}x fewer MACs. "
              "Anomaly labels are used only here, for evaluation.", "",
              "| data | rows (anomalies) | teacher | naive | default | auto | auto MACs | auto choice | "
-             "auto Spearman |", "|---|---|---|---|---|---|---|---|---|"]
+             "auto Spearman | teacher held-out/train median |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         s = row["students"]
         auto = s["auto"]
@@ -121,8 +126,12 @@ def markdown(rows: Dict[str, dict], seed: int) -> str:
             f"| {name} | {row['rows']} ({row['anomalies']}) | {s['auto']['teacher_auroc']:.3f} | "
             + " | ".join(f"{s[k]['student_auroc']:.3f} ({s[k]['gap']:+.3f})" for k in STUDENTS)
             + f" | {auto['mac_ratio']:.0f}x fewer | {choice.get('head')} / {choice.get('queries')} / "
-            f"{'-'.join(map(str, choice.get('hidden', [])))} | {auto['fidelity']['spearman']:.3f} |")
+            f"{'-'.join(map(str, choice.get('hidden', [])))} | {auto['fidelity']['spearman']:.3f} | "
+            f"{_ratio(auto['teacher_memorisation'])} |")
     lines += ["", *[f"- {name}: {row['description']} ({row['seconds']:.0f} s)" for name, row in rows.items()]]
+    lines += ["", "Teacher held-out/train median: the teacher's median score on held-out normal rows over that on its "
+              "own training rows (label-free; `metrics.json` `teacher_memorisation`). Above 1.25 the teacher has "
+              "memorised its training rows and the student, which learns from them, tracks it less closely."]
     bad = failures(rows)
     lines += ["", "Result: " + ("all `auto` students within target." if not bad else "missed: " + "; ".join(bad))]
     return "\n".join(lines) + "\n"

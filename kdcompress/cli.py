@@ -159,6 +159,11 @@ def _run_distill(a):
     print(f"fidelity (label-free): spearman {fid['spearman']:.4f} (normal events "
           f"{fid.get('spearman_normal', float('nan')):.4f}), top-1% AUROC {fid['top_1pct_auroc']:.4f}, "
           f"top-0.1% AUROC {fid['top_0.1pct_auroc']:.4f}")
+    memo = result["teacher_memorisation"]
+    if memo["memorised"]:
+        print(f"warning: the teacher scores its training events lower than held-out ones (median ratio "
+              f"{memo['ratio']:.2f}): it memorised them, and the student learns those scores; expect it to "
+              f"track the teacher less closely on new events")
     if "selection" in result:
         chosen = result["selection"]["chosen"]
         print(f"--auto chose head {chosen['head']}, queries {chosen['queries']}, hidden {chosen['hidden']}, "

@@ -6,7 +6,7 @@ import pytest
 
 from kdcompress import KDError, load_dataset
 from kdcompress.distill import auto
-from kdcompress.distill.fidelity import fidelity, fidelity_rank, probe_set
+from kdcompress.distill.fidelity import fidelity, fidelity_rank, probe_set, teacher_memorisation
 from kdcompress.teachers import load_teacher
 
 
@@ -27,6 +27,23 @@ def test_fidelity_by_hand():
     both = fidelity(t, s, n_normal=100)
     assert both["spearman_normal"] == -1.0 and both["spearman"] > 0.9
     assert fidelity_rank(both) == pytest.approx(np.mean([both[k] for k in both]))
+
+
+def test_teacher_memorisation_by_hand():
+    rng = np.random.default_rng(0)
+    train, val = rng.normal(size=(400, 3)), rng.normal(size=(300, 3))
+
+    def memorising(x):  # distance to the nearest training event, plus a floor
+        return 0.1 + np.sqrt(((x[:, None, :] - train[None]) ** 2).sum(-1)).min(axis=1)
+
+    memo = teacher_memorisation(memorising, train, val)
+    assert memo["median_train"] == pytest.approx(0.1)
+    assert memo["median_val"] == pytest.approx(np.median(memorising(val)))
+    assert memo["ratio"] == pytest.approx(memo["median_val"] / 0.1) and memo["ratio"] > 2 and memo["memorised"]
+    smooth = teacher_memorisation(lambda x: (x ** 2).sum(axis=1), train, val)
+    assert 0.8 < smooth["ratio"] < 1.25 and not smooth["memorised"]
+    flat = teacher_memorisation(lambda x: np.zeros(len(x)), train, val)
+    assert flat["ratio"] is None and not flat["memorised"]
 
 
 def test_probe_set_is_fixed_and_broad(tabular_file):

@@ -196,11 +196,14 @@ def test_distillation_section_without_auto_has_fidelity_only(quick_report, tiny_
     recorded = json.loads((tiny_student / "metrics.json").read_text())
     assert "selection" not in recorded and "ablation" not in recorded
     distillation = _strict_json(out / "report.json")["distillation"]
-    assert distillation == {"source": str(tiny_student / "metrics.json"), "fidelity": recorded["fidelity"]}
+    assert distillation == {"source": str(tiny_student / "metrics.json"), "fidelity": recorded["fidelity"],
+                            "teacher_memorisation": recorded["teacher_memorisation"]}
     text = (out / "report.md").read_text()
     _, fidelity_rows = _md_table_rows(text, "Fidelity to the teacher")
     assert fidelity_rows == [[f"{recorded['fidelity'][k]:.4f}" for k in FIDELITY_KEYS]]
     assert "not chosen by `distill --auto`" in text
+    memo = recorded["teacher_memorisation"]
+    assert f"ratio {memo['ratio']:.2f}" in text and ("memorised its training events" in text) == memo["memorised"]
     assert "**Search (ablation)**" not in text and "| chosen |" not in text and "evaluation only" not in text
     assert "Search (ablation)" not in (out / "report.html").read_text()
 
@@ -359,9 +362,10 @@ def test_suite_gate(monkeypatch):
     assert auroc_failures({"rows": []}, 0.05)
 
 
-def _tabular_row(gap, ratio):
+def _tabular_row(gap, ratio, memo_ratio=1.0, memorised=False):
     student = {"teacher_auroc": 0.9, "student_auroc": 0.9 + gap, "gap": gap, "mac_ratio": ratio,
-               "fidelity": {"spearman": 0.95}, "chosen": {"head": "energy", "queries": "broad", "hidden": [64, 32]}}
+               "fidelity": {"spearman": 0.95}, "teacher_memorisation": {"ratio": memo_ratio, "memorised": memorised},
+               "chosen": {"head": "energy", "queries": "broad", "hidden": [64, 32]}}
     return {"description": "d", "rows": 100, "anomalies": 10, "features": 4, "seconds": 1.0,
             "students": {"naive": student, "default": student, "auto": student}}
 
@@ -376,3 +380,12 @@ def test_tabular_benchmark_target_and_table():
     assert "| ok | 100 (10) | 0.900 | 0.890 (-0.010) | 0.890 (-0.010) | 0.890 (-0.010) | 80x fewer |" in text
     assert "missed: lost" in text and "energy / broad / 64-32" in text
     assert tabular.main(["--sets", "nope", "--out", "unused"]) == 2
+
+
+
+def test_tabular_table_shows_teacher_memorisation():
+    from benchmarks import tabular
+    rows = {"ok": _tabular_row(-0.01, 60.0, 1.05), "memo": _tabular_row(-0.03, 60.0, 1.6, True),
+            "flat": _tabular_row(0.0, 60.0, None)}
+    table = [line for line in tabular.markdown(rows, seed=3).splitlines() if line.startswith("| ")]
+    assert table[1].endswith("| 1.05 |") and table[2].endswith("| 1.60 (memorised) |") and table[3].endswith("| - |")

@@ -28,6 +28,8 @@ def test_student_folder_contract(tiny_student):
     assert metrics["macs"]["student"] == 12 * 8 + 8 * 1
     assert metrics["macs"]["teacher"] > 10 * metrics["macs"]["student"]
     assert metrics["params"]["student"] == 12 * 8 + 8 + 8 + 1
+    memo = metrics["teacher_memorisation"]
+    assert memo["median_train"] > 0 and memo["ratio"] == pytest.approx(memo["median_val"] / memo["median_train"])
     meta = json.loads((out / "student.json").read_text())
     assert meta["score_transform"] == "log1p" and meta["seed"] == 1
     assert meta["quant"]["bits"] == 8 and len(meta["preprocessing"]["shift"]) == 12

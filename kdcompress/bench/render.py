@@ -248,6 +248,8 @@ def _distillation(report: dict) -> Section:
                     "around them), the Spearman rank correlation of the two scores (on all probes and on the "
                     "normal events alone) and the AUROC of the student at finding the teacher's top 1% and top 0.1% (1 for a perfect copy).")
         tables.append(_fidelity_table(record["fidelity"]))
+    if record.get("teacher_memorisation"):
+        text.append(_memorisation_text(record["teacher_memorisation"]))
     selection = record.get("selection")
     text.append(_selection_text(selection) if selection else
                 "Settings given by hand (not chosen by `distill --auto`): no search, no ablation.")
@@ -260,6 +262,16 @@ def _distillation(report: dict) -> Section:
                     "before and after that training.")
         tables.append(_active_rounds_table(record["active_rounds"]))
     return Section("Distillation", text, tables, [])
+
+
+def _memorisation_text(memo: dict) -> str:
+    ratio = memo.get("ratio")
+    figures = (f"median teacher score {_fmt(memo.get('median_train'))} on its training events, "
+               f"{_fmt(memo.get('median_val'))} on held-out ones (ratio {_fmt(ratio, '.2f')})")
+    if memo.get("memorised"):
+        return (f"Teacher memorisation check (label-free): {figures}. The teacher memorised its training events; "
+                "the student learns those low scores, so it tracks the teacher less closely on new events.")
+    return f"Teacher memorisation check (label-free): {figures}: no sign of memorisation."
 
 
 def _fidelity_table(fidelity: dict) -> Table:

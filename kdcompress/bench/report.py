@@ -498,6 +498,7 @@ def _describe_distillation(student_path: Path) -> Optional[dict]:
     selection = _as_dict(recorded.get("selection"))
     trials = _dicts(recorded.get("ablation")) or _dicts(selection.get("tried"))  # "tried": same rows, no AUROC
     parts = {"fidelity": _as_dict(recorded.get("fidelity")),
+             "teacher_memorisation": _as_dict(recorded.get("teacher_memorisation")),
              "selection": {k: selection[k] for k in SELECTION_KEYS if k in selection},
              "ablation": _mark_chosen(trials, _as_dict(selection.get("chosen"))),
              "active_rounds": _dicts(_as_dict(recorded.get("training")).get("active_rounds"))}

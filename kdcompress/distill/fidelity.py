@@ -62,3 +62,19 @@ def fidelity_rank(f: dict) -> float:
 
 def _finite(value: float) -> float:
     return float(value) if np.isfinite(value) else 0.0
+
+
+MEMORISATION_RATIO = 1.25  # held-out / training median score above this: the teacher memorised its events
+MAX_MEMORISATION_EVENTS = 20_000
+
+
+def teacher_memorisation(teacher_score: Callable, train: np.ndarray, val: np.ndarray) -> dict:
+    """Label-free check: the teacher's median score on the training split against the held-out split.
+
+    A teacher trained on `train` that scores those events clearly lower than unseen ones has memorised them;
+    the student learns those low scores as targets, so expect it to track the teacher less well on new events.
+    (Only meaningful when the teacher was trained on this training split, as `train-teacher` does.)"""
+    medians = [float(np.median(teacher_score(x[:MAX_MEMORISATION_EVENTS]))) for x in (train, val)]
+    ratio = medians[1] / medians[0] if medians[0] > 0 and np.isfinite(medians[1]) else None
+    return {"median_train": medians[0], "median_val": medians[1], "ratio": ratio,
+            "memorised": ratio is not None and ratio > MEMORISATION_RATIO}

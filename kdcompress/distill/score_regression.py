@@ -20,7 +20,7 @@ from ..registry import METHODS, STUDENTS
 from ..students import Student, save_student
 from ..teachers import Teacher
 from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient
-from .fidelity import fidelity_of, probe_set
+from .fidelity import fidelity_of, probe_set, teacher_memorisation
 from .queries import load_outliers, make_queries
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
@@ -88,6 +88,7 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     student, history = fit_student(teacher, data, config, quiet)
     result = evaluate_pair(teacher, student, data)
     result["fidelity"] = fidelity_of(teacher.score, student.score, probe_set(data.val, data.layout))
+    result["teacher_memorisation"] = teacher_memorisation(teacher.score, data.train, data.val)
     result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
     if "active" in history:
         result["training"]["active_rounds"] = history["active"]
