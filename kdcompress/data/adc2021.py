@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KDError
-from ..fileio import atomic_file
+from .hdf5 import named_dataset, read_with, require_file, write_dataset
 
 N_OBJECTS = 19
 SLOTS = {"met": slice(0, 1), "egamma": slice(1, 5), "muon": slice(5, 9), "jet": slice(9, 19)}
@@ -27,20 +27,14 @@ _CHUNK_EVENTS = 1 << 20  # events checked per block, bounds temporary memory on 
 
 def read_particles(path: str | os.PathLike) -> np.ndarray:
     """Read and validate the `Particles` array of one ADC2021 file as float32 (N, 19, 4)."""
-    path = Path(path)
-    if not path.exists():
-        raise KDError(f"{path}: file not found")
-    if not path.is_file():
-        raise KDError(f"{path}: not a file")
-    particles = _read_dataset(path)
+    path = require_file(path)
+    particles = read_with(path, lambda handle: _read_dataset(handle, path))
     _check_values(particles, path)
     return particles
 
 
 def write_particles(path: str | os.PathLike, particles: np.ndarray) -> None:
     """Write `particles` as a gzip-compressed float32 `Particles` dataset, atomically."""
-    import h5py
-
     path = Path(path)
     particles = np.asarray(particles)
     _check_shape(particles.shape, path)
@@ -49,14 +43,7 @@ def write_particles(path: str | os.PathLike, particles: np.ndarray) -> None:
     except (TypeError, ValueError):
         raise KDError(f"{path}: particles have dtype {particles.dtype}, expected numbers") from None
     _check_values(particles, path)
-    chunk_events = min(len(particles), 2048)
-    try:
-        with atomic_file(path) as tmp:
-            with h5py.File(tmp, "w") as handle:
-                handle.create_dataset(DATASET_KEY, data=particles, compression="gzip", compression_opts=4,
-                                      shuffle=True, chunks=(chunk_events, N_OBJECTS, 4))
-    except OSError as exc:
-        raise KDError(f"{path}: cannot write HDF5 file ({_one_line(exc)})") from None
+    write_dataset(path, DATASET_KEY, particles, chunks=(min(len(particles), 2048), N_OBJECTS, 4))
 
 
 def to_features(particles: np.ndarray) -> np.ndarray:
@@ -81,23 +68,12 @@ def _object_names() -> list[str]:
     return names
 
 
-def _read_dataset(path: Path) -> np.ndarray:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            if DATASET_KEY not in handle:
-                keys = ", ".join(sorted(handle.keys())) or "none"
-                raise KDError(f"{path}: no '{DATASET_KEY}' dataset (keys found: {keys})")
-            dataset = handle[DATASET_KEY]
-            if not isinstance(dataset, h5py.Dataset):
-                raise KDError(f"{path}: '{DATASET_KEY}' is a group, expected a dataset")
-            _check_shape(dataset.shape, path)
-            if not (np.issubdtype(dataset.dtype, np.floating) or np.issubdtype(dataset.dtype, np.integer)):
-                raise KDError(f"{path}: '{DATASET_KEY}' has dtype {dataset.dtype}, expected float32 or float64")
-            return dataset.astype(np.float32)[()]
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise KDError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
+def _read_dataset(handle, path: Path) -> np.ndarray:
+    dataset = named_dataset(handle, DATASET_KEY, path)
+    _check_shape(dataset.shape, path)
+    if not (np.issubdtype(dataset.dtype, np.floating) or np.issubdtype(dataset.dtype, np.integer)):
+        raise KDError(f"{path}: '{DATASET_KEY}' has dtype {dataset.dtype}, expected float32 or float64")
+    return dataset.astype(np.float32)[()]
 
 
 def _check_shape(shape: tuple, path: Path) -> None:
@@ -120,7 +96,3 @@ def _count_events(particles: np.ndarray, is_bad) -> int:
     """Number of events flagged by `is_bad`, evaluated block by block."""
     return sum(int(is_bad(particles[start:start + _CHUNK_EVENTS]).sum())
                for start in range(0, len(particles), _CHUNK_EVENTS))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KDError
-from ..fileio import atomic_file
+from .hdf5 import named_dataset, read_with, require_file, write_dataset
 
 N_PHI, N_ETA = 18, 14
 N_REGIONS = N_PHI * N_ETA
@@ -28,37 +28,18 @@ _CHUNK_EVENTS = 1 << 16  # events validated per block, bounds temporary memory o
 
 def read_regions(path: str | os.PathLike) -> np.ndarray:
     """Read and validate the `CaloRegions` array of one file as uint16 (N, 18, 14)."""
-    path = Path(path)
-    if not path.exists():
-        raise KDError(f"{path}: file not found")
-    if not path.is_file():
-        raise KDError(f"{path}: not a file")
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            return _read_checked(handle, path)
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise KDError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
+    path = require_file(path)
+    return read_with(path, lambda handle: _read_checked(handle, path))
 
 
 def write_regions(path: str | os.PathLike, regions: np.ndarray) -> None:
     """Write `regions` as a gzip-compressed uint16 `CaloRegions` dataset, atomically (values validated)."""
-    import h5py
-
     path = Path(path)
     regions = np.asarray(regions)
     _check_shape(regions.shape, path)
     _check_dtype(regions.dtype, path)
     _check_values(regions, path)
-    chunk_events = min(len(regions), 4096)
-    try:
-        with atomic_file(path) as tmp:
-            with h5py.File(tmp, "w") as handle:
-                handle.create_dataset(DATASET_KEY, data=regions.astype(np.uint16), compression="gzip",
-                                      compression_opts=4, shuffle=True, chunks=(chunk_events, N_PHI, N_ETA))
-    except OSError as exc:
-        raise KDError(f"{path}: cannot write HDF5 file ({_one_line(exc)})") from None
+    write_dataset(path, DATASET_KEY, regions.astype(np.uint16), chunks=(min(len(regions), 4096), N_PHI, N_ETA))
 
 
 def to_features(regions: np.ndarray) -> np.ndarray:
@@ -96,14 +77,7 @@ def load_folder(folder: str | os.PathLike):
 # ---------------------------------------------------------------- validation
 
 def _read_checked(handle, path: Path) -> np.ndarray:
-    import h5py
-
-    if DATASET_KEY not in handle:
-        keys = ", ".join(sorted(handle.keys())) or "none"
-        raise KDError(f"{path}: no '{DATASET_KEY}' dataset (keys found: {keys})")
-    dataset = handle[DATASET_KEY]
-    if not isinstance(dataset, h5py.Dataset):
-        raise KDError(f"{path}: '{DATASET_KEY}' is a group, expected a dataset")
+    dataset = named_dataset(handle, DATASET_KEY, path)
     _check_shape(dataset.shape, path)
     _check_dtype(dataset.dtype, path)
     out = np.empty(dataset.shape, dtype=np.uint16)
@@ -156,7 +130,3 @@ def _raise_if_bad(bad: dict, n_events: int, path: Path) -> None:
     for kind, message in _MESSAGES.items():
         if bad[kind]:
             raise KDError(f"{path}: {bad[kind]} of {n_events} events {message}")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
