@@ -131,7 +131,7 @@ def markdown(rows: Dict[str, dict], seed: int) -> str:
     lines += ["", *[f"- {name}: {row['description']} ({row['seconds']:.0f} s)" for name, row in rows.items()]]
     lines += ["", "Teacher held-out/train median: the teacher's median score on held-out normal rows over that on its "
               "own training rows (label-free; `metrics.json` `teacher_memorisation`). Above 1.25 the teacher has "
-              "memorised its training rows and the student, which learns from them, tracks it less closely."]
+              "memorised its training rows, on whose scores the student is trained."]
     bad = failures(rows)
     lines += ["", "Result: " + ("all `auto` students within target." if not bad else "missed: " + "; ".join(bad))]
     return "\n".join(lines) + "\n"

@@ -162,8 +162,8 @@ def _run_distill(a):
     memo = result["teacher_memorisation"]
     if memo["memorised"]:
         print(f"warning: the teacher scores its training events lower than held-out ones (median ratio "
-              f"{memo['ratio']:.2f}): it memorised them, and the student learns those scores; expect it to "
-              f"track the teacher less closely on new events")
+              f"{memo['ratio']:.2f}): it has memorised them, and the student is trained on those "
+              f"scores; judge the student on held-out events")
     if "selection" in result:
         chosen = result["selection"]["chosen"]
         print(f"--auto chose head {chosen['head']}, queries {chosen['queries']}, hidden {chosen['hidden']}, "

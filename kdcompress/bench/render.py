@@ -269,8 +269,9 @@ def _memorisation_text(memo: dict) -> str:
     figures = (f"median teacher score {_fmt(memo.get('median_train'))} on its training events, "
                f"{_fmt(memo.get('median_val'))} on held-out ones (ratio {_fmt(ratio, '.2f')})")
     if memo.get("memorised"):
-        return (f"Teacher memorisation check (label-free): {figures}. The teacher memorised its training events; "
-                "the student learns those low scores, so it tracks the teacher less closely on new events.")
+        return (f"Teacher memorisation check (label-free): {figures}. The teacher memorised its training "
+                "events; the student is trained on those low scores, so compare the two on held-out events, as "
+                "this report does.")
     return f"Teacher memorisation check (label-free): {figures}: no sign of memorisation."
 
 
