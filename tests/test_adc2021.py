@@ -35,7 +35,9 @@ def _write_raw(path, **datasets) -> None:
 
 def test_layout_constants():
     rows = [row for rows in SLOTS.values() for row in range(rows.start, rows.stop)]
-    assert rows == list(range(N_OBJECTS)) and LAYOUT == {"objects": 19, "per_object": 3}
+    assert rows == list(range(N_OBJECTS)) and LAYOUT["objects"] == 19 and LAYOUT["per_object"] == 3
+    assert [list(range(lo, hi)) for lo, hi in LAYOUT["groups"]] == [list(range(SLOTS[k].start, SLOTS[k].stop))
+                                                                    for k in ("egamma", "muon", "jet")]
     assert SIGNALS == ("Ato4l", "leptoquark", "hToTauTau", "hChToTauNu")
     assert set(BACKGROUND_FILES) == {"train", "val", "test"}
 

@@ -115,6 +115,31 @@ def test_queries_shapes_seeds_and_structure():
     assert absent[:, 2].any() and not absent[:, 2].all()
 
 
+def test_objects_queries_add_objects_of_the_same_group():
+    layout = {"objects": 5, "per_object": 3, "groups": [[1, 3], [3, 5]]}
+    rng = np.random.default_rng(0)
+    x = np.zeros((300, 5, 3), dtype=np.float32)
+    x[:, 0] = np.c_[rng.uniform(1, 50, 300), np.zeros(300), rng.uniform(-3, 3, 300)]  # MET-like, always there
+    x[:150, 1] = np.c_[rng.uniform(10, 20, 150), rng.normal(size=150), rng.uniform(-3, 3, 150)]  # 0 or 1 of group A
+    x[:, 3] = np.c_[rng.uniform(30, 40, 300), rng.normal(size=300), rng.uniform(-3, 3, 300)]  # always 1 of group B
+    flat = x.reshape(300, -1)
+    q = make_queries(flat, {"objects": 2.0}, np.random.default_rng(1), layout)
+    assert q.shape == (600, 15) and np.array_equal(q, make_queries(flat, {"objects": 2.0}, np.random.default_rng(1),
+                                                                     layout))
+    objs = q.reshape(-1, 5, 3)
+    counts = (objs[:, :, 0] > 0).sum(axis=1)
+    assert counts.mean() > (x[:, :, 0] > 0).sum(axis=1).mean() + 0.5  # every query gains >= 1 object
+    assert (objs[:, 2, 0] > 0).any() and (objs[:, 4, 0] > 0).any()  # slots the data never fills get filled
+    for lo, hi in layout["groups"]:
+        pt = objs[:, lo:hi, 0]
+        assert np.all(np.diff(pt, axis=1) <= 0)  # ordered by decreasing pT, empty slots last
+        pool = {tuple(row[:2]) for row in x[:, lo:hi].reshape(-1, 3) if row[0] > 0}  # (pT, eta); phi is re-wrapped
+        assert {tuple(row[:2]) for row in objs[:, lo:hi].reshape(-1, 3) if row[0] > 0} <= pool  # same group's objects
+    assert {tuple(row[:2]) for row in objs[:, 0]} <= {tuple(row[:2]) for row in x[:, 0]}  # MET untouched
+    with pytest.raises(KDError, match="needs object groups"):
+        make_queries(flat, {"objects": 1.0}, rng, {"objects": 5, "per_object": 3})
+
+
 def test_repair_keeps_template_pattern():
     layout = {"objects": 2, "per_object": 3}
     template = np.array([[5.0, 1.0, 0.5, 0.0, 0.0, 0.0]])

@@ -16,7 +16,7 @@ from .hdf5 import named_dataset, read_with, require_file, write_dataset
 
 N_OBJECTS = 19
 SLOTS = {"met": slice(0, 1), "egamma": slice(1, 5), "muon": slice(5, 9), "jet": slice(9, 19)}
-LAYOUT = {"objects": 19, "per_object": 3}
+LAYOUT = {"objects": 19, "per_object": 3, "groups": [[1, 5], [5, 9], [9, 19]]}  # groups: e/gamma, muon, jet slots
 SIGNALS = ("Ato4l", "leptoquark", "hToTauTau", "hChToTauNu")
 BACKGROUND_FILES = {"train": "background_train.h5", "val": "background_val.h5", "test": "background_test.h5"}
 

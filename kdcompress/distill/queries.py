@@ -55,6 +55,41 @@ def product_of_marginals(x: np.ndarray, n: int, rng: np.random.Generator) -> np.
     return q, x[rng.integers(0, len(x), n)]
 
 
+@QUERIES.register("objects")
+def extra_objects(x: np.ndarray, n: int, rng: np.random.Generator, layout: Optional[dict] = None) -> np.ndarray:
+    """Events with more objects: in one object group per query (e.g. muons), 1..all of its empty slots get
+    objects of that group taken from other events, then the group is re-ordered by decreasing pT.
+
+    Many new-physics signatures are extra objects (multi-lepton final states) that the normal data barely
+    holds; this shows the student the teacher's score there. Needs a layout with `groups` of object slots."""
+    groups = (layout or {}).get("groups")
+    if not groups:
+        raise KDError("query strategy 'objects' needs object groups in the data layout (ADC2021 data has them)")
+    per = int(layout["per_object"])
+    events = x.reshape(len(x), -1, per)
+    q = events[rng.integers(0, len(x), n)].copy()
+    chosen = rng.integers(0, len(groups), n)
+    for g, (lo, hi) in enumerate(groups):
+        rows = np.flatnonzero(chosen == g)
+        pool = events[:, lo:hi][events[:, lo:hi, 0] > 0]
+        if len(rows) and len(pool):
+            q[rows, lo:hi] = _fill_empty_slots(q[rows, lo:hi], pool, rng)
+    q = q.reshape(n, -1)
+    return q, q
+
+
+def _fill_empty_slots(block: np.ndarray, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Fill the first k of each event's empty slots (k uniform in 1..#empty) from `pool`; sort by pT."""
+    empty = block[:, :, 0] == 0
+    n_empty = empty.sum(axis=1)
+    k = np.floor(rng.random(len(block)) * n_empty).astype(int) + 1
+    fill = empty & (np.cumsum(empty, axis=1) <= k[:, None])
+    donors = pool[rng.integers(0, len(pool), block.shape[:2])]
+    block = np.where(fill[:, :, None], donors, block)
+    order = np.argsort(-block[:, :, 0], axis=1, kind="stable")
+    return np.take_along_axis(block, order[:, :, None], axis=1)
+
+
 @QUERIES.register("pixel-noise")
 def pixel_noise(x: np.ndarray, n: int, rng: np.random.Generator, sigma: float = 0.1) -> np.ndarray:
     """Noise exposure for images (Pol et al. 2023): x + sigma * N(0, 1) in raw units, clipped to the data's range."""
@@ -62,9 +97,10 @@ def pixel_noise(x: np.ndarray, n: int, rng: np.random.Generator, sigma: float = 
     return np.clip(base + sigma * rng.standard_normal(base.shape), x.min(), x.max()), base
 
 
-# Outliers are real data and pixel noise lights every pixel by design: their features are never reset,
-# even those that are constant in the normal data (e.g. image borders).
-KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise",)
+# Outliers are real data, pixel noise lights every pixel and `objects` fills slots the normal data may
+# never fill, by design: their features are never reset, even those constant in the normal data.
+KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects")
+NEEDS_LAYOUT = ("objects",)
 
 
 def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Generator,
@@ -79,7 +115,8 @@ def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Gen
         if name == "outliers":
             parts.append(_outlier_sample(outliers, count, rng))
             continue
-        q, template = QUERIES.get(name)(x, count, rng)
+        extra = {"layout": layout} if name in NEEDS_LAYOUT else {}
+        q, template = QUERIES.get(name)(x, count, rng, **extra)
         q = repair_structure(q, template, layout) if layout else q
         if name not in KEEPS_CONSTANT_FEATURES_FREE:
             q[:, constant] = x[0, constant]
