@@ -93,9 +93,10 @@ def _distill_parser(verbs):
     p.add_argument("--reweight-cap", type=float, default=10.0)
     p.add_argument("--tail-quantile", type=float, default=0.99, help="tail start for --tail-factor")
     p.add_argument("--tail-factor", type=int, default=1, help="copies of each tail event (1 = off)")
-    p.add_argument("--queries", default="noise:0.5,mixup:0.5",
+    p.add_argument("--queries", default=None,
                    help="teacher-labelled queries off the data, NAME[:FRACTION],... of noise, mixup, box, "
-                        "marginals, or 'none' (default noise:0.5,mixup:0.5)")
+                        "marginals, objects, pixel-noise, outliers, or 'none' (default noise:0.5,mixup:0.5, plus "
+                        "objects:0.5 for data with object groups such as ADC2021)")
     p.add_argument("--outliers", default=None, help="outlier-exposure data (.npz/.csv/.h5) for --queries outliers:F")
     p.add_argument("--min-queries", type=int, default=20_000,
                    help="at least this many training queries: small data sets get proportionally more")
@@ -144,7 +145,8 @@ def _distill_kwargs(a) -> dict:
     quant = {"bits": a.bits, "relu_bits": a.bits}
     return dict(student=a.student, hidden=a.hidden, quant=quant, target=a.target, loss=a.loss,
                 reweight=a.reweight, reweight_cap=a.reweight_cap, tail_quantile=a.tail_quantile,
-                tail_factor=a.tail_factor, queries=parse_queries(a.queries), outliers=a.outliers, min_queries=a.min_queries,
+                tail_factor=a.tail_factor, queries=None if a.queries is None else parse_queries(a.queries),
+                outliers=a.outliers, min_queries=a.min_queries,
                 active_rounds=a.active_rounds, active=a.active, active_fraction=a.active_fraction,
                 epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 

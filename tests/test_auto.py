@@ -58,6 +58,7 @@ def test_probe_set_is_fixed_and_broad(tabular_file):
 @pytest.fixture
 def small_search(monkeypatch):
     monkeypatch.setattr(auto, "STRATEGIES", {"none": {}, "noise": {"noise": 1.0}})
+    monkeypatch.setattr(auto, "OBJECT_STRATEGIES", {"noise+objects": {"noise": 1.0, "objects": 0.5}})
     monkeypatch.setattr(auto, "WIDTHS", ((4, 2), (8, 4)))
     monkeypatch.setattr(auto, "SEARCH_EPOCHS", 3)
 
@@ -83,6 +84,7 @@ def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tm
     assert a["ablation"][0]["auroc"] != b["ablation"][0]["auroc"]  # the labels did change the evaluation
     tried = {(t["head"], t["queries"]) for t in a["selection"]["tried"]}
     assert tried >= {("mlp", "none"), ("mlp", "noise"), ("energy", "none"), ("energy", "noise")}
+    assert all("objects" not in q for _, q in tried)  # flat tables have no object groups
     assert {t["active"] for t in a["selection"]["tried"]} == {"none", "sampled", "ascent"}
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["selection"]["chosen"]["head"] in ("mlp", "energy")
@@ -148,6 +150,7 @@ def test_trigger_pipeline_with_auto_reports_the_search(small_search, tmp_path):
     run_recipe_args("auto-test", "trigger", args, tmp_path, description="auto in the trigger pipeline", quiet=True)
     results = json.loads((tmp_path / "results.json").read_text())
     chosen = results["distill"]["selection"]["chosen"]
+    assert {t["queries"] for t in results["distill"]["selection"]["tried"]} >= {"none", "noise", "noise+objects"}
     distillation = results["report"]["distillation"]
     assert [row for row in distillation["ablation"] if row["chosen"]][0]["hidden"] == chosen["hidden"]
     assert set(distillation["ablation"][0]["auroc"]) == set(results["distill"]["student"]) - {"background"}

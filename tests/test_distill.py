@@ -140,6 +140,16 @@ def test_objects_queries_add_objects_of_the_same_group():
         make_queries(flat, {"objects": 1.0}, rng, {"objects": 5, "per_object": 3})
 
 
+def test_default_queries_follow_the_layout(tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.data.adc2021 import LAYOUT
+    from kdcompress.distill.score_regression import default_queries
+    assert default_queries(None) == {"noise": 0.5, "mixup": 0.5}
+    assert default_queries(LAYOUT) == {"noise": 0.5, "mixup": 0.5, "objects": 0.5}
+    distill(tiny_teacher, tabular_file, tmp_path / "s", hidden=[4], epochs=1, seed=0, quiet=True, min_queries=100)
+    recorded = json.loads((tmp_path / "s" / "student.json").read_text())["config"]["queries"]
+    assert recorded == {"noise": 0.5, "mixup": 0.5}
+
+
 def test_repair_keeps_template_pattern():
     layout = {"objects": 2, "per_object": 3}
     template = np.array([[5.0, 1.0, 0.5, 0.0, 0.0, 0.0]])

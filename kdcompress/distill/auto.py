@@ -17,6 +17,7 @@ from ..evaluate import score_sets, student_size, summarise_scores, teacher_size
 from ..progress import EpochProgress
 from ..teachers import Teacher
 from .fidelity import fidelity_of, fidelity_rank, probe_set
+from .queries import has_object_groups
 from .score_regression import DistillConfig, distill, fit_student
 
 STRATEGIES: Dict[str, Dict[str, float]] = {
@@ -24,6 +25,10 @@ STRATEGIES: Dict[str, Dict[str, float]] = {
     "noise": {"noise": 1.0},
     "noise+mixup": {"noise": 0.5, "mixup": 0.5},
     "broad": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15},
+}
+OBJECT_STRATEGIES: Dict[str, Dict[str, float]] = {  # tried too where the layout has object groups
+    "noise+mixup+objects": {"noise": 0.5, "mixup": 0.5, "objects": 0.5},
+    "broad+objects": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15, "objects": 0.5},
 }
 HEADS = ("mlp", "energy")
 ACTIVE = ("sampled", "ascent")  # tried on the best setting: disagreement-driven rounds on top of its queries
@@ -44,7 +49,7 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
     log = EpochProgress("auto", 1, quiet)
     widths = _widths_within(data.n_features, base, budget)
     trials: List[dict] = []
-    for strategy in STRATEGIES:
+    for strategy in strategies_for(data.layout):
         for head in HEADS:
             trials.append(_trial(teacher, search_data, probe, base, strategy, head, widths[-1], log))
     best = _best(trials)
@@ -64,6 +69,10 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
                  "normal validation events alone); labels never used"}
     ablation = _ablation(data, trials)
     return distill(teacher, data, out, final, quiet=quiet, extra={"selection": selection, "ablation": ablation})
+
+
+def strategies_for(layout: Optional[dict]) -> Dict[str, Dict[str, float]]:
+    return {**STRATEGIES, **(OBJECT_STRATEGIES if has_object_groups(layout) else {})}
 
 
 def _best(trials: List[dict]) -> dict:
@@ -103,7 +112,7 @@ def _subsample(data: Dataset, seed: int) -> Dataset:
 
 
 def _config_for(base: DistillConfig, queries, head: str, hidden: Sequence[int], **changes) -> DistillConfig:
-    q = STRATEGIES[queries] if isinstance(queries, str) else queries
+    q = {**STRATEGIES, **OBJECT_STRATEGIES}[queries] if isinstance(queries, str) else queries
     return dataclasses.replace(base, student=head, hidden=tuple(hidden), queries=dict(q), **changes)
 
 

@@ -17,6 +17,11 @@ QUERIES = Registry("query strategy")
 NOISE_SCALES = (0.25, 0.5, 1.0, 2.0)
 
 
+def has_object_groups(layout: Optional[dict]) -> bool:
+    """True for layouts that name groups of object slots (the `objects` strategy needs them)."""
+    return bool((layout or {}).get("groups"))
+
+
 def feature_spread(x: np.ndarray) -> np.ndarray:
     """Per-feature standard deviation, 1 where a feature is constant."""
     s = x.std(axis=0)
@@ -62,10 +67,9 @@ def extra_objects(x: np.ndarray, n: int, rng: np.random.Generator, layout: Optio
 
     Many new-physics signatures are extra objects (multi-lepton final states) that the normal data barely
     holds; this shows the student the teacher's score there. Needs a layout with `groups` of object slots."""
-    groups = (layout or {}).get("groups")
-    if not groups:
+    if not has_object_groups(layout):
         raise KDError("query strategy 'objects' needs object groups in the data layout (ADC2021 data has them)")
-    per = int(layout["per_object"])
+    groups, per = layout["groups"], int(layout["per_object"])
     events = x.reshape(len(x), -1, per)
     q = events[rng.integers(0, len(x), n)].copy()
     chosen = rng.integers(0, len(groups), n)

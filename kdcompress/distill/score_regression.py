@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -21,7 +21,7 @@ from ..students import Student, save_student
 from ..teachers import Teacher
 from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient
 from .fidelity import fidelity_of, probe_set, teacher_memorisation
-from .queries import load_outliers, make_queries
+from .queries import has_object_groups, load_outliers, make_queries
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
 
@@ -29,6 +29,7 @@ LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
 OUTPUT_TRANSFORMS = {"energy": "log1p"}  # students whose raw output is an energy, not the target itself
 REWEIGHTS = ("none", "inverse-density")
 DEFAULT_QUERIES = {"noise": 0.5, "mixup": 0.5}  # teacher-labelled points off the normal manifold
+OBJECT_QUERIES = {"objects": 0.5}  # added by default where the layout has object groups (ADC2021)
 
 
 @dataclass
@@ -45,7 +46,7 @@ class DistillConfig:
     reweight_cap: float = 10.0
     tail_quantile: float = 0.99
     tail_factor: int = 1
-    queries: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUERIES))
+    queries: Optional[Dict[str, float]] = None  # None: default_queries(layout) for the data
     outliers: Optional[str] = None
     min_queries: int = 20_000
     active_rounds: int = 0
@@ -101,8 +102,15 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     return result
 
 
+def default_queries(layout: Optional[dict]) -> Dict[str, float]:
+    """noise + mixup; plus extra-object queries where the layout names object groups."""
+    return {**DEFAULT_QUERIES, **(OBJECT_QUERIES if has_object_groups(layout) else {})}
+
+
 def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: bool = False):
     """Train one student (no files written): returns (Student, training history)."""
+    if config.queries is None:
+        config = replace(config, queries=default_queries(data.layout))
     config.validate()
     _check_width(teacher, data)
     progress = EpochProgress(f"student {config.student}", config.epochs, quiet)

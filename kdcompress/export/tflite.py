@@ -77,12 +77,12 @@ def _representative(ctx: ExportContext) -> np.ndarray:
     Background alone calibrates the output range to normal scores, so anomalies would saturate the int8
     output and every low-rate threshold would be lost; the queries widen the calibrated range."""
     from ..distill.queries import make_queries
-    from ..distill.score_regression import DEFAULT_QUERIES
+    from ..distill.score_regression import default_queries
     dataset = ctx.data.dataset
     rng = np.random.default_rng(ctx.seed)
     half = min(REPRESENTATIVE_EVENTS // 2, len(dataset.train))
     background = dataset.train[np.sort(rng.choice(len(dataset.train), size=half, replace=False))]
-    queries = make_queries(background, DEFAULT_QUERIES, rng, dataset.layout)
+    queries = make_queries(background, default_queries(dataset.layout), rng, dataset.layout)
     return ctx.source.model.preprocessing.apply(np.concatenate([background, queries]))
 
 
