@@ -22,6 +22,11 @@ def has_object_groups(layout: Optional[dict]) -> bool:
     return bool((layout or {}).get("groups"))
 
 
+def plus_objects(mix: Dict[str, float], fraction: float, layout: Optional[dict]) -> Dict[str, float]:
+    """`mix` with `objects: fraction` added where the layout has object groups, else `mix` unchanged."""
+    return {**mix, "objects": fraction} if has_object_groups(layout) else dict(mix)
+
+
 def feature_spread(x: np.ndarray) -> np.ndarray:
     """Per-feature standard deviation, 1 where a feature is constant."""
     s = x.std(axis=0)

@@ -21,7 +21,7 @@ from ..students import Student, save_student
 from ..teachers import Teacher
 from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient
 from .fidelity import fidelity_of, probe_set, teacher_memorisation
-from .queries import has_object_groups, load_outliers, make_queries
+from .queries import load_outliers, make_queries, plus_objects
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
 
@@ -29,7 +29,7 @@ LOSSES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
 OUTPUT_TRANSFORMS = {"energy": "log1p"}  # students whose raw output is an energy, not the target itself
 REWEIGHTS = ("none", "inverse-density")
 DEFAULT_QUERIES = {"noise": 0.5, "mixup": 0.5}  # teacher-labelled points off the normal manifold
-OBJECT_QUERIES = {"objects": 0.5}  # added by default where the layout has object groups (ADC2021)
+OBJECT_FRACTION = 0.5  # `objects` queries added by default where the layout has object groups (ADC2021)
 
 
 @dataclass
@@ -104,7 +104,7 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
 
 def default_queries(layout: Optional[dict]) -> Dict[str, float]:
     """noise + mixup; plus extra-object queries where the layout names object groups."""
-    return {**DEFAULT_QUERIES, **(OBJECT_QUERIES if has_object_groups(layout) else {})}
+    return plus_objects(DEFAULT_QUERIES, OBJECT_FRACTION, layout)
 
 
 def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: bool = False):
