@@ -98,7 +98,7 @@ def _distill_parser(verbs):
                         "marginals, objects, pixel-noise, outliers, or 'none' (default noise:0.5,mixup:0.5, plus "
                         "objects:0.5 for data with object groups such as ADC2021)")
     p.add_argument("--outliers", default=None, help="outlier-exposure data (.npz/.csv/.h5) for --queries outliers:F")
-    p.add_argument("--min-queries", type=int, default=20_000,
+    p.add_argument("--min-queries", type=int, default=100_000,
                    help="at least this many training queries: small data sets get proportionally more")
     p.add_argument("--active-rounds", type=int, default=0,
                    help="disagreement-driven rounds: add the points where |student - teacher| is largest, train on")

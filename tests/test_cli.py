@@ -53,3 +53,12 @@ def test_data_synth_writes_loadable_folders(fmt, expected, tmp_path, capsys):
     assert (tmp_path / expected).is_file()
     data = load_dataset(tmp_path)
     assert len(data.train) == 200 and data.signals and all(len(v) == 50 for v in data.signals.values())
+
+
+def test_distill_flag_defaults_are_the_library_defaults(tabular_file):
+    from kdcompress.cli import _distill_kwargs, _parser
+    from kdcompress.distill import DistillConfig
+    args = _parser().parse_args(["distill", "t.pt", "--data", str(tabular_file), "--out", "s"])
+    kwargs, config = _distill_kwargs(args), DistillConfig()
+    for key in ("min_queries", "reweight", "target", "loss", "active_rounds", "epochs", "lr"):
+        assert kwargs[key] == getattr(config, key), key

@@ -36,6 +36,7 @@ ACTIVE_ROUNDS = 2
 WIDTHS: Tuple[Tuple[int, int], ...] = ((8, 4), (16, 8), (24, 12), (32, 16), (48, 24), (64, 32), (96, 48))
 SEARCH_EVENTS = 40_000
 SEARCH_EPOCHS = 40
+SEARCH_MIN_QUERIES = 20_000  # trials on small data sets: fewer queries than the final fit, for speed
 RANK_TIE = 0.001  # fidelity ranks closer than this are treated as equal
 MIN_COMPRESSION = 50  # default budget: 50x fewer MACs than the teacher
 
@@ -123,6 +124,7 @@ def _active_settings(active: str) -> dict:
 
 def _trial(teacher, data, probe, base, strategy, head, hidden, log, active: str = "none") -> dict:
     config = _config_for(base, strategy, head, hidden, epochs=min(base.epochs, SEARCH_EPOCHS),
+                         min_queries=min(base.min_queries, SEARCH_MIN_QUERIES),
                          **_active_settings(active))
     student, _ = fit_student(teacher, data, config, quiet=True)
     fid = fidelity_of(teacher.score, student.score, probe)

@@ -30,6 +30,8 @@ OUTPUT_TRANSFORMS = {"energy": "log1p"}  # students whose raw output is an energ
 REWEIGHTS = ("none", "inverse-density")
 DEFAULT_QUERIES = {"noise": 0.5, "mixup": 0.5}  # teacher-labelled points off the normal manifold
 OBJECT_FRACTION = 0.5  # `objects` queries added by default where the layout has object groups (ADC2021)
+# Training queries at least: on the digits / MNIST tables 100k (vs 20k) halved the AUROC lost to the teacher.
+MIN_QUERIES = 100_000
 
 
 @dataclass
@@ -48,7 +50,7 @@ class DistillConfig:
     tail_factor: int = 1
     queries: Optional[Dict[str, float]] = None  # None: default_queries(layout) for the data
     outliers: Optional[str] = None
-    min_queries: int = 20_000
+    min_queries: int = MIN_QUERIES
     active_rounds: int = 0
     active: str = "sampled"
     active_fraction: float = 0.1

@@ -106,6 +106,9 @@ def _outlier_file(out: Path, path: Optional[str], count: int, seed: int) -> Path
     return target
 
 
+KD4AD_MIN_QUERIES = 20_000  # images through a CNN: the tabular floor (100k) would cost 5x the time
+
+
 def _distill_config(exposure, fraction, outlier_file, epochs, batch, bits, pool, reweight, score_scale, seed):
     """Score regression with L1 loss on log1p(score / scale); inputs stay raw [0, 1] pixels (preprocess 'none')."""
     from ..distill import DistillConfig
@@ -113,8 +116,8 @@ def _distill_config(exposure, fraction, outlier_file, epochs, batch, bits, pool,
     return DistillConfig(student="paper-cnn", student_kwargs={"pool": pool}, preprocess="none",
                          quant=QuantConfig(bits=bits, relu_bits=bits), target="log1p", score_scale=score_scale,
                          loss="mae", reweight=reweight, queries={EXPOSURES[e]: float(fraction) for e in exposure},
-                         outliers=str(outlier_file) if outlier_file else None, epochs=epochs, batch=batch,
-                         seed=seed)
+                         outliers=str(outlier_file) if outlier_file else None, min_queries=KD4AD_MIN_QUERIES,
+                         epochs=epochs, batch=batch, seed=seed)
 
 
 def _run_digit(files, splits, digit, folder: Path, students, config, teacher_epochs, export, seed, quiet) -> dict:
