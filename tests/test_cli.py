@@ -55,10 +55,10 @@ def test_data_synth_writes_loadable_folders(fmt, expected, tmp_path, capsys):
     assert len(data.train) == 200 and data.signals and all(len(v) == 50 for v in data.signals.values())
 
 
-def test_distill_flag_defaults_are_the_library_defaults(tabular_file):
+def test_distill_flag_defaults_are_the_library_defaults():
     from kdcompress.cli import _distill_kwargs, _parser
     from kdcompress.distill import DistillConfig
-    args = _parser().parse_args(["distill", "t.pt", "--data", str(tabular_file), "--out", "s"])
+    args = _parser().parse_args(["distill", "t.pt", "--data", "d.npz", "--out", "s"])
     kwargs, config = _distill_kwargs(args), DistillConfig()
     for key in ("min_queries", "reweight", "target", "loss", "active_rounds", "epochs", "lr"):
         assert kwargs[key] == getattr(config, key), key

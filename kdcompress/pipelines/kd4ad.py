@@ -23,6 +23,7 @@ PAPER_AUROC = {"teacher": 0.948, "A": 0.936, "B": 0.935, "C": 0.918, "D": 0.882,
                "G": 0.818}  # mean over digits, baseline MNIST (no exposure)
 PAPER_TEACHER_PARAMS = 19_000
 EXPOSURES = {"noise": "pixel-noise", "outliers": "outliers"}  # recipe name -> query strategy
+KD4AD_MIN_QUERIES = 20_000  # images through a CNN: the tabular floor (100k) would cost 5x the time
 ALL_DIGITS = tuple(range(10))
 ALL_STUDENTS = tuple("ABCDEFG")
 
@@ -104,9 +105,6 @@ def _outlier_file(out: Path, path: Optional[str], count: int, seed: int) -> Path
     target = out / "outliers.npz"
     np.savez(target, X=images)
     return target
-
-
-KD4AD_MIN_QUERIES = 20_000  # images through a CNN: the tabular floor (100k) would cost 5x the time
 
 
 def _distill_config(exposure, fraction, outlier_file, epochs, batch, bits, pool, reweight, score_scale, seed):
