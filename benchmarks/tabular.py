@@ -93,7 +93,7 @@ def _summary(result: dict) -> dict:
                "fidelity": result["fidelity"], "teacher_memorisation": result["teacher_memorisation"]}
     if "selection" in result:
         chosen = result["selection"]["chosen"]
-        summary["chosen"] = {k: chosen[k] for k in ("head", "queries", "hidden")}
+        summary["chosen"] = {k: chosen.get(k) for k in ("head", "queries", "hidden", "sparsity")}
     return summary
 
 
@@ -104,6 +104,10 @@ def failures(rows: Dict[str, dict]) -> list:
         if abs(auto["gap"]) > MAX_GAP or auto["mac_ratio"] < MIN_MAC_RATIO:
             bad.append(f"{name}: auto gap {auto['gap']:+.3f}, {auto['mac_ratio']:.0f}x fewer MACs")
     return bad
+
+
+def _pruned(choice: dict) -> str:
+    return f" pruned {choice['sparsity']:.0%}" if choice.get("sparsity") else ""
 
 
 def _ratio(memo: dict) -> str:
@@ -126,7 +130,7 @@ def markdown(rows: Dict[str, dict], seed: int) -> str:
             f"| {name} | {row['rows']} ({row['anomalies']}) | {s['auto']['teacher_auroc']:.3f} | "
             + " | ".join(f"{s[k]['student_auroc']:.3f} ({s[k]['gap']:+.3f})" for k in STUDENTS)
             + f" | {auto['mac_ratio']:.0f}x fewer | {choice.get('head')} / {choice.get('queries')} / "
-            f"{'-'.join(map(str, choice.get('hidden', [])))} | {auto['fidelity']['spearman']:.3f} | "
+            f"{'-'.join(map(str, choice.get('hidden', [])))}{_pruned(choice)} | {auto['fidelity']['spearman']:.3f} | "
             f"{_ratio(auto['teacher_memorisation'])} |")
     lines += ["", *[f"- {name}: {row['description']} ({row['seconds']:.0f} s)" for name, row in rows.items()]]
     lines += ["", "Teacher held-out/train median: the teacher's median score on held-out normal rows over that on its "

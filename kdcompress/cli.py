@@ -106,6 +106,10 @@ def _distill_parser(verbs):
                    help="active rounds pick the worst of a sampled pool, or push them further by gradient ascent")
     p.add_argument("--active-fraction", type=float, default=0.1,
                    help="points added per active round, as a fraction of the training events")
+    p.add_argument("--sparsity", type=float, default=0.0,
+                   help="prune this fraction of the student's weights to zero after training (gradually, with "
+                        "fine-tuning); zero weights cost no MACs in hls4ml firmware, so a wider pruned student "
+                        "fits the same budget")
     p.add_argument("--auto", action="store_true",
                    help="choose queries, head and width under the budget by label-free fidelity")
     p.add_argument("--budget-macs", type=int, default=None, help="--auto: max student MACs (default teacher/50)")
@@ -148,7 +152,7 @@ def _distill_kwargs(a) -> dict:
                 tail_factor=a.tail_factor, queries=None if a.queries is None else parse_queries(a.queries),
                 outliers=a.outliers, min_queries=a.min_queries,
                 active_rounds=a.active_rounds, active=a.active, active_fraction=a.active_fraction,
-                epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
+                sparsity=a.sparsity, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 
 
 def _run_distill(a):

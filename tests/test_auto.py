@@ -106,9 +106,15 @@ def test_auto_respects_budget(small_search, tiny_teacher, tabular_file, tmp_path
     from kdcompress.distill import DistillConfig
     teacher = load_teacher(tiny_teacher)
     data = load_dataset(tabular_file)
-    result = auto.auto_distill(teacher, data, tmp_path / "s", DistillConfig(epochs=2), budget_macs=12 * 4 + 8 + 2,
+    budget = 12 * 4 + 4 * 2 + 2
+    result = auto.auto_distill(teacher, data, tmp_path / "s", DistillConfig(epochs=2), budget_macs=budget,
                                quiet=True)
-    assert all(t["hidden"] == [4, 2] for t in result["selection"]["tried"])
+    tried = result["selection"]["tried"]
+    assert all(t["macs"] <= budget for t in tried)
+    assert {tuple(t["hidden"]) for t in tried if not t["sparsity"]} == {(4, 2)}
+    pruned = {tuple(t["hidden"]): t["sparsity"] for t in tried if t["sparsity"]}
+    assert set(pruned) == {(8, 4), (16, 8)}  # 2x and 4x wider, pruned to fit
+    assert 0 < pruned[(8, 4)] < pruned[(16, 8)] <= 0.95
     with pytest.raises(KDError, match="no student fits the budget"):
         auto.auto_distill(teacher, data, tmp_path / "t", DistillConfig(epochs=2), budget_macs=10, quiet=True)
     assert not (tmp_path / "t").exists()
@@ -143,6 +149,18 @@ def test_energy_head_is_bit_exact_through_hls4ml(tiny_teacher, tabular_file, tmp
 
 
 @pytest.mark.slow
+def test_pruned_energy_head_is_bit_exact_through_hls4ml(tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.api import distill
+    from kdcompress.export import export
+    distill(tiny_teacher, tabular_file, tmp_path / "e", student="energy", hidden=[16, 8], sparsity=0.6, epochs=6,
+            quiet=True)
+    manifest = export(tmp_path / "e", ["fpga", "onnx"], out=tmp_path / "x", quiet=True)
+    by_target = {a["target"]: a for a in manifest["artefacts"]}
+    assert by_target["fpga"]["agreement"]["bit_exact_fraction"] == 1.0
+    assert by_target["onnx"]["agreement"]["max_abs_diff"] <= 1e-5
+
+
+@pytest.mark.slow
 def test_trigger_pipeline_with_auto_reports_the_search(small_search, tmp_path):
     from kdcompress.pipelines.run import run_recipe_args
     args = {"events": 3000, "hidden": [32, 16], "latent": 4, "teacher_epochs": 2, "student_epochs": 3,
@@ -155,6 +173,18 @@ def test_trigger_pipeline_with_auto_reports_the_search(small_search, tmp_path):
     assert [row for row in distillation["ablation"] if row["chosen"]][0]["hidden"] == chosen["hidden"]
     assert set(distillation["ablation"][0]["auroc"]) == set(results["distill"]["student"]) - {"background"}
     assert "Search (ablation)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_sparsity_to_fit_is_the_least_that_fits():
+    from kdcompress.distill import DistillConfig
+    budget = {"macs": 60, "bops": None}
+    kernels = 12 * 8 + 8 * 4 + 4 * 1  # mlp 8-4 on 12 features, all prunable
+    sparsity = auto._sparsity_to_fit(12, "mlp", [8, 4], DistillConfig(), budget)
+    kept = lambda s: sum(n - int(np.floor(s * n)) for n in (12 * 8, 8 * 4, 4))  # noqa: E731
+    assert kept(sparsity) <= 60 < kept(round(sparsity - 0.01, 2))
+    assert kept(0.0) == kernels
+    assert auto._sparsity_to_fit(12, "mlp", [4, 2], DistillConfig(), budget) is None  # fits unpruned
+    assert auto._sparsity_to_fit(12, "mlp", [8, 4], DistillConfig(), {"macs": 3, "bops": None}) is None
 
 
 def test_near_ties_go_to_the_larger_student():

@@ -193,6 +193,20 @@ def test_keras_macs_params_bops(qkeras_mlp):
     assert 0 < size.keras_nonzero_params(qkeras_mlp) <= size.keras_param_count(qkeras_mlp)
 
 
+def test_zero_weights_cost_no_macs(qkeras_mlp):
+    first = qkeras_mlp.layers[2]
+    kernel = first.kernel.numpy()
+    try:
+        first.kernel.assign(np.where(np.arange(kernel.size).reshape(kernel.shape) % 4 == 0, kernel, 0.0))
+        kept = int(np.count_nonzero(first.kernel.numpy()))
+        assert kept == 57 * 32 // 4
+        assert size.keras_macs(qkeras_mlp) == kept + 32 * 1
+        assert size.keras_bops(qkeras_mlp) == kept * 8 * 16 + 32 * 1 * 8 * 8
+    finally:
+        first.kernel.assign(kernel)
+    assert size.keras_macs(qkeras_mlp) == 57 * 32 + 32 * 1
+
+
 def test_keras_float_conv_macs_and_bops():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tf = pytest.importorskip("tensorflow")

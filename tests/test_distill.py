@@ -166,3 +166,26 @@ def test_parse_queries():
         parse_queries("magic")
     with pytest.raises(KDError, match="must be a number"):
         parse_queries("noise:lots")
+
+
+def test_pruned_student_keeps_zeros_and_counts_only_the_rest(tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.distill.pruning import prunable_layers
+    result = distill(tiny_teacher, tabular_file, tmp_path / "p", student="energy", hidden=[16, 8], sparsity=0.75,
+                     epochs=12, quiet=True)
+    student = load_student(tmp_path / "p")
+    kernels = {layer.name: layer.kernel.numpy() for layer in prunable_layers(student.model)}
+    assert set(kernels) == {"dense0", "projections"}  # the fixed all-ones energy sum is not pruned
+    for kernel in kernels.values():
+        assert kernel.size - np.count_nonzero(kernel) >= int(0.75 * kernel.size)
+    assert np.all(student.model.get_layer("energy_sum").kernel.numpy() == 1.0)
+    nonzero = sum(int(np.count_nonzero(k)) for k in kernels.values())
+    assert result["macs"]["student"] == nonzero + 8 + 8  # kept weights, squares, sum
+    assert result["training"]["zero_weight_fraction"] >= 0.75
+    assert student.meta["config"]["sparsity"] == 0.75
+    assert result["student"]["anomaly"]["auroc"] > 0.75
+
+
+def test_sparsity_out_of_range_is_refused(tiny_teacher, tabular_file, tmp_path):
+    with pytest.raises(KDError, match="--sparsity must be in"):
+        distill(tiny_teacher, tabular_file, tmp_path / "s", sparsity=1.0, quiet=True)
+    assert not (tmp_path / "s").exists()

@@ -283,8 +283,8 @@ def _fidelity_table(fidelity: dict) -> Table:
 def _selection_text(selection: dict) -> str:
     chosen = selection.get("chosen") or {}
     setting = (f"head `{chosen.get('head', DASH)}`, queries `{_queries_label(chosen.get('queries'))}`, hidden "
-               f"{_hidden_label(chosen.get('hidden'))}, active rounds `{chosen.get('active', DASH)}` "
-               f"({_count(chosen.get('macs'))} MACs, "
+               f"{_hidden_label(chosen.get('hidden'))}, active rounds `{chosen.get('active', DASH)}`, "
+               f"{_sparsity_label(chosen.get('sparsity'))} ({_count(chosen.get('macs'))} MACs, "
                f"{_count(chosen.get('bops'))} BOPs)")
     count = selection.get("search_events")
     events = f"{count:,} background training events" if count is not None else "background training events"
@@ -292,6 +292,14 @@ def _selection_text(selection: dict) -> str:
             f"Criterion: {selection.get('criterion', DASH)}. Candidates were trained on {events} (and their "
             f"teacher-labelled queries) with a shorter schedule; the chosen setting was then trained again on all "
             f"the training data, so the final student's fidelity can differ from its row in the search table.")
+
+
+def _sparsity_label(sparsity) -> str:
+    return f"{sparsity:.0%} of the weights pruned" if sparsity else "not pruned"
+
+
+def _fmt_fraction(value) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) else DASH
 
 
 def _ablation_text(trials: List[dict]) -> str:
@@ -305,13 +313,14 @@ def _ablation_text(trials: List[dict]) -> str:
 
 def _ablation_table(trials: List[dict]) -> Table:
     signals = _trial_signals(trials)
-    header = (["chosen", "head", "queries", "hidden", "active", "MACs", "BOPs"] + [title for _, title in FIDELITY_COLUMNS]
+    header = (["chosen", "head", "queries", "hidden", "active", "pruned", "MACs", "BOPs"] + [title for _, title in FIDELITY_COLUMNS]
               + ["rank"] + [f"AUROC {s} (evaluation only)" for s in signals])
     rows = []
     for t in trials:
         fidelity, auroc = t.get("fidelity") or {}, t.get("auroc") or {}
         rows.append([CHOSEN_MARK if t.get("chosen") else "", str(t.get("head", DASH)), _queries_label(t.get("queries")),
-                     _hidden_label(t.get("hidden")), str(t.get("active", DASH)), _count(t.get("macs")),
+                     _hidden_label(t.get("hidden")), str(t.get("active", DASH)), _fmt_fraction(t.get("sparsity")),
+                     _count(t.get("macs")),
                      _count(t.get("bops"))]
                     + [_fmt(fidelity.get(k)) for k, _ in FIDELITY_COLUMNS] + [_fmt(t.get("rank"))]
                     + [_fmt(auroc.get(s)) for s in signals])

@@ -35,7 +35,7 @@ ROW_ORDER = [("teacher", "torch"), ("teacher", "onnxruntime"), ("student", "kera
 REFERENCE_RUNTIME = {"teacher": "torch", "student": "keras", "baseline": "torch"}
 STUDENT_METRICS = "metrics.json"  # written into the student folder by `distill`
 SELECTION_KEYS = ("criterion", "budget", "search_events", "chosen")  # `distill --auto`; "tried" = ablation rows
-SETTING_KEYS = ("head", "queries", "hidden", "active")  # what identifies one candidate of the search
+SETTING_KEYS = ("head", "queries", "hidden", "active", "sparsity")  # what identifies one candidate of the search
 TARGET_RUNTIME = {"onnx": "onnxruntime", "tflite-float": "tflite-float", "tflite-int8": "tflite-int8",
                   "fpga": "hls4ml-csim"}
 # bit widths the runtime computes with: (kernel bits, activation bits); None = the model's quantizers

@@ -107,11 +107,11 @@ def _keras_layers_module():
     return tf.keras.layers
 
 
-def _flat_layers(model) -> list:
+def flat_layers(model) -> list:
     """All layers of `model`, descending into nested models."""
     layers = []
     for layer in model.layers:
-        layers.extend(_flat_layers(layer) if hasattr(layer, "layers") else [layer])
+        layers.extend(flat_layers(layer) if hasattr(layer, "layers") else [layer])
     return layers
 
 
@@ -135,7 +135,18 @@ def _layer_shapes(layer) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def _keras_layer_macs(layer) -> int:
-    """MACs per event of Dense / Conv / ConvTranspose / DepthwiseConv layers (and QKeras twins), else 0."""
+    """MACs per event of Dense / Conv / ConvTranspose / DepthwiseConv layers (and QKeras twins), else 0.
+    Only multiplies by a non-zero weight count: fully unrolled firmware drops the others (pruned students)."""
+    dense = _dense_layer_macs(layer)
+    kernel = getattr(layer, "kernel", None) if dense else None
+    if kernel is None:
+        return dense
+    values = kernel.numpy()
+    return dense * int(np.count_nonzero(values)) // values.size
+
+
+def _dense_layer_macs(layer) -> int:
+    """MACs per event of the layer as if every weight were non-zero."""
     L = _keras_layers_module()
     if isinstance(layer, L.Multiply):
         return math.prod(_event_shape(layer.get_output_shape_at(0), layer, "output"))
@@ -158,7 +169,7 @@ def _keras_layer_macs(layer) -> int:
 
 def keras_macs(model) -> int:
     """MACs per event of a Keras/QKeras model (dense and convolution layers; channels-last)."""
-    return int(sum(_keras_layer_macs(layer) for layer in _flat_layers(model)))
+    return int(sum(_keras_layer_macs(layer) for layer in flat_layers(model)))
 
 
 def _quantized_weights(layer) -> list[np.ndarray]:
@@ -180,7 +191,7 @@ def keras_param_count(model) -> int:
 
 def keras_nonzero_params(model) -> int:
     """Number of non-zero weights, QKeras kernels and biases counted after quantization."""
-    return int(sum(np.count_nonzero(w) for layer in _flat_layers(model) for w in _quantized_weights(layer)))
+    return int(sum(np.count_nonzero(w) for layer in flat_layers(model) for w in _quantized_weights(layer)))
 
 
 def _quantizer_bits(quantizer) -> int:
@@ -231,7 +242,7 @@ def _multiply_operand_bits(layer) -> int:
 def keras_bops(model) -> int:
     """Bit operations per event: sum over MAC layers of MACs * kernel bits * input-activation bits."""
     total = 0
-    for layer in _flat_layers(model):
+    for layer in flat_layers(model):
         macs = _keras_layer_macs(layer)
         if macs and type(layer).__name__ == "Multiply":
             total += macs * _multiply_operand_bits(layer)

@@ -19,6 +19,7 @@ from ..quant import QuantConfig
 from ..registry import METHODS, STUDENTS
 from ..students import Student, save_student
 from ..teachers import Teacher
+from . import pruning
 from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient
 from .fidelity import fidelity_of, probe_set, teacher_memorisation
 from .queries import load_outliers, make_queries, plus_objects
@@ -32,6 +33,7 @@ DEFAULT_QUERIES = {"noise": 0.5, "mixup": 0.5}  # teacher-labelled points off th
 OBJECT_FRACTION = 0.5  # `objects` queries added by default where the layout has object groups (ADC2021)
 # Training queries at least: on the digits / MNIST tables 100k (vs 20k) cut the AUROC lost to the teacher by 1/2 / 1/3.
 MIN_QUERIES = 100_000
+MAX_SPARSITY = 0.95
 
 
 @dataclass
@@ -54,6 +56,7 @@ class DistillConfig:
     active_rounds: int = 0
     active: str = "sampled"
     active_fraction: float = 0.1
+    sparsity: float = 0.0  # fraction of each trainable kernel pruned to zero after training
     epochs: int = 100
     batch: Optional[int] = None
     lr: float = 3e-3
@@ -79,6 +82,8 @@ class DistillConfig:
             raise KDError("--min-queries must be >= 0")
         if self.active_rounds < 0 or not 0.0 < self.active_fraction <= 10.0:
             raise KDError("--active-rounds must be >= 0 and --active-fraction in (0, 10]")
+        if not 0.0 <= self.sparsity <= MAX_SPARSITY:
+            raise KDError(f"--sparsity must be in [0, {MAX_SPARSITY}], got {self.sparsity}")
         if not 0.0 < self.tail_quantile <= 1.0 or self.tail_factor < 1:
             raise KDError("--tail-quantile must be in (0, 1] and --tail-factor >= 1")
 
@@ -95,6 +100,8 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
     if "active" in history:
         result["training"]["active_rounds"] = history["active"]
+    if config.sparsity:
+        result["training"]["zero_weight_fraction"] = pruning.kernel_sparsity(student.model)
     result.update(extra or {})
     with atomic_dir(out) as tmp:
         save_student(student, tmp)
@@ -125,18 +132,35 @@ def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: b
     prep = (Preprocessing.identity(data.n_features) if config.preprocess == "none"
             else fit_preprocessing(data.train, centre=data.layout is None))
     model = _build(data.n_features, config)
-    history = _fit(model, prep.apply(x_train), y_train, prep.apply(x_val), y_val, config, progress, config.epochs)
+    sets = (prep.apply(x_train), y_train, prep.apply(x_val), y_val)
+    history = _fit(model, *sets, config, progress, config.epochs)
+    masks = _prune(model, sets, config, history, progress) if config.sparsity else None
     meta = _student_meta(teacher, data, prep, config, history)
     meta["score_scale"] = scale
     student = Student(model=model, meta=meta)
     if config.active_rounds:
         label = lambda x: transform(teacher.score(x) / scale)  # noqa: E731
         history["active"] = _active_rounds(teacher, student, data, config, label, (x_train, y_train, x_val, y_val),
-                                           history, progress)
+                                           history, progress, masks)
     return student, history
 
 
-def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label, sets, history, progress) -> list:
+def _prune(model, sets, config: DistillConfig, history, progress) -> dict:
+    """Gradual magnitude pruning to `config.sparsity`, fine-tuning under each mask; returns the final masks."""
+    epochs = max(2, config.epochs // 4)
+    for sparsity in pruning.schedule(config.sparsity):
+        masks = pruning.magnitude_masks(model, sparsity)
+        pruning.apply_masks(model, masks)
+        more = _fit(model, *sets, config, EpochProgress(f"student {config.student} (pruned to {sparsity:.0%})",
+                                                        epochs, progress.quiet), epochs, masks)
+        for key, values in more.items():
+            history.setdefault(key, []).extend(values)
+    progress.note(f"pruned: {pruning.kernel_sparsity(model):.1%} of the trainable weights are zero")
+    return masks
+
+
+def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label, sets, history, progress,
+                   masks=None) -> list:
     """Disagreement-driven rounds: add teacher-labelled points where the student is worst, train on (warm)."""
     x_train, y_train, x_val, y_val = sets
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence([config.seed, 1]).spawn(2))
@@ -156,7 +180,7 @@ def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label
         x_train, y_train = np.concatenate([x_train, new[0]]), np.concatenate([y_train, y_new[0]])
         x_val, y_val = np.concatenate([x_val, new[1]]), np.concatenate([y_val, y_new[1]])
         more = _fit(student.model, prep.apply(x_train), y_train, prep.apply(x_val), y_val, config,
-                    EpochProgress(f"student {config.student} (active {r + 1})", epochs, progress.quiet), epochs)
+                    EpochProgress(f"student {config.student} (active {r + 1})", epochs, progress.quiet), epochs, masks)
         for key, values in more.items():
             history.setdefault(key, []).extend(values)
         after = float(np.mean(np.abs(student.score(new[0]) - y_new[0])))
@@ -222,8 +246,9 @@ def _build(n_features: int, config: DistillConfig):
                                         quant=config.quant, seed=config.seed, **config.student_kwargs)
 
 
-def _fit(model, z_train, y_train, z_val, y_val, config: DistillConfig, progress, epochs: int) -> dict:
-    """(Re)compile and train `model` in place; returns the Keras history as plain lists."""
+def _fit(model, z_train, y_train, z_val, y_val, config: DistillConfig, progress, epochs: int,
+         masks: Optional[dict] = None) -> dict:
+    """(Re)compile and train `model` in place, pruned weights (`masks`) held at zero; returns the history."""
     from ..tf_env import tensorflow
     tf = tensorflow()
     rng = np.random.default_rng([config.seed, len(y_train)])
@@ -235,7 +260,7 @@ def _fit(model, z_train, y_train, z_val, y_val, config: DistillConfig, progress,
         tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
         tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-5),
         _ProgressCallback(tf, progress),
-    ]
+    ] + ([pruning.mask_callback(tf, masks)] if masks else [])
     hist = model.fit(z_train[idx], y_train[idx].astype(np.float32), sample_weight=weights,
                      validation_data=(z_val, y_val.astype(np.float32)), epochs=epochs,
                      batch_size=auto_batch(len(idx), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
