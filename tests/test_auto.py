@@ -180,7 +180,7 @@ def test_sparsity_to_fit_is_the_least_that_fits():
     budget = {"macs": 60, "bops": None}
     kernels = 12 * 8 + 8 * 4 + 4 * 1  # mlp 8-4 on 12 features, all prunable
     sparsity = auto._sparsity_to_fit(12, "mlp", [8, 4], DistillConfig(), budget)
-    kept = lambda s: sum(n - int(np.floor(s * n)) for n in (12 * 8, 8 * 4, 4))  # noqa: E731
+    kept = lambda s: sum(n - int(np.floor(s * n + 1e-9)) for n in (12 * 8, 8 * 4, 4))  # noqa: E731
     assert kept(sparsity) <= 60 < kept(round(sparsity - 0.01, 2))
     assert kept(0.0) == kernels
     assert auto._sparsity_to_fit(12, "mlp", [4, 2], DistillConfig(), budget) is None  # fits unpruned

@@ -202,6 +202,7 @@ def test_zero_weights_cost_no_macs(qkeras_mlp):
         assert kept == 57 * 32 // 4
         assert size.keras_macs(qkeras_mlp) == kept + 32 * 1
         assert size.keras_bops(qkeras_mlp) == kept * 8 * 16 + 32 * 1 * 8 * 8
+        assert size.keras_dense_macs(qkeras_mlp) == 57 * 32 + 32 * 1  # what a CPU matmul does
     finally:
         first.kernel.assign(kernel)
     assert size.keras_macs(qkeras_mlp) == 57 * 32 + 32 * 1

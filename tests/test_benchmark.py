@@ -389,3 +389,15 @@ def test_tabular_table_shows_teacher_memorisation():
             "flat": _tabular_row(0.0, 60.0, None)}
     table = [line for line in tabular.markdown(rows, seed=3).splitlines() if line.startswith("| ")]
     assert table[1].endswith("| 1.05 |") and table[2].endswith("| 1.60 (memorised) |") and table[3].endswith("| - |")
+
+
+def test_pruned_weights_are_free_only_in_the_quantized_design():
+    from types import SimpleNamespace
+    from kdcompress.bench.report import _row_size
+    sizes = {"params": 100, "nonzero_params": 40, "macs": 40, "dense_macs": 100, "quantizer_bops": 40 * 64}
+    firmware = _row_size(SimpleNamespace(name="hls4ml-csim", artefact=None), sizes)
+    cpu = _row_size(SimpleNamespace(name="onnxruntime", artefact=None), sizes)
+    int8 = _row_size(SimpleNamespace(name="tflite-int8", artefact=None), sizes)
+    assert (firmware["macs"], firmware["bops"]) == (40, 40 * 64)
+    assert (cpu["macs"], cpu["bops"]) == (100, 100 * 32 * 32)
+    assert (int8["macs"], int8["bops"]) == (100, 100 * 8 * 8)

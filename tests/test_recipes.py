@@ -49,6 +49,7 @@ def test_unknown_argument_is_named(tmp_path):
     ("events=lots", "key 'events' must be int"),
     ("student_hidden=32", "key 'student_hidden' must be"),
     ("benchmark=3", "key 'benchmark' must be bool"),
+    ("sparsity=half", "key 'sparsity' must be float"),
     ("setting=medium", "setting must be one of small, full"),
 ])
 def test_wrong_types_are_named(tmp_path, override, message):

@@ -394,17 +394,20 @@ def _model_sizes(inputs: Inputs, runtimes: List[Runtime]) -> dict:
                                     "macs": size.torch_macs(module, example), "quantizer_bops": None}
     model = inputs.student.model
     sizes["student"] = {"params": size.keras_param_count(model), "nonzero_params": size.keras_nonzero_params(model),
-                        "macs": size.keras_macs(model), "quantizer_bops": size.keras_bops(model)}
+                        "macs": size.keras_macs(model), "dense_macs": size.keras_dense_macs(model),
+                        "quantizer_bops": size.keras_bops(model)}
     return sizes
 
 
 def _row_size(runtime: Runtime, model_size: dict) -> dict:
     basis, bits = BOPS_BASIS[runtime.name]
-    bops = model_size["quantizer_bops"] if bits is None else model_size["macs"] * bits * bits
+    # Zero weights are free only in the quantized design (unrolled firmware); CPU runtimes multiply densely.
+    macs = model_size["macs"] if bits is None else model_size.get("dense_macs", model_size["macs"])
+    bops = model_size["quantizer_bops"] if bits is None else macs * bits * bits
     nonzero = model_size["nonzero_params"] if runtime.name != "tflite-int8" else None  # weights re-quantized
     return {"params": model_size["params"], "nonzero_params": nonzero,
             "bytes": size.file_bytes(runtime.artefact) if runtime.artefact else None,
-            "macs": model_size["macs"], "bops": bops, "bops_basis": basis}
+            "macs": macs, "bops": bops, "bops_basis": basis}
 
 
 # ---------------------------------------------------------------- comparisons

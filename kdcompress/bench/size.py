@@ -168,8 +168,14 @@ def _dense_layer_macs(layer) -> int:
 
 
 def keras_macs(model) -> int:
-    """MACs per event of a Keras/QKeras model (dense and convolution layers; channels-last)."""
+    """MACs per event of a Keras/QKeras model (dense and convolution layers; channels-last), counting only
+    multiplies by a non-zero weight."""
     return int(sum(_keras_layer_macs(layer) for layer in flat_layers(model)))
+
+
+def keras_dense_macs(model) -> int:
+    """MACs per event as a dense matrix multiply does them, zero weights included (CPU runtimes)."""
+    return int(sum(_dense_layer_macs(layer) for layer in flat_layers(model)))
 
 
 def _quantized_weights(layer) -> list[np.ndarray]:

@@ -71,8 +71,9 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
         wide = [factor * h for h in best["hidden"]]
         sparsity = _sparsity_to_fit(data.n_features, best["head"], wide, base, budget)
         if sparsity is not None:
-            trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], wide, log,
-                                 best["active"], sparsity))
+            trial = _trial(teacher, search_data, probe, base, best["queries"], best["head"], wide, log,
+                           best["active"], sparsity)
+            trials += [trial] if _fits(trial, budget) else []
     best = _best(trials)
     log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']}, "
              f"active rounds {best['active']}, sparsity {best['sparsity']:.2f} (fidelity rank {best['rank']:.4f})")
@@ -123,12 +124,12 @@ def _sparsity_to_fit(n_features: int, head: str, hidden: Sequence[int], base: Di
     if _fits(student_size(model), budget):
         return None
     initial = [layer.kernel.numpy() for layer in pruning.prunable_layers(model)]
-    for sparsity in np.arange(0.05, MAX_SPARSITY + 1e-9, 0.01):
+    for percent in range(1, int(round(MAX_SPARSITY * 100)) + 1):
         for layer, kernel in zip(pruning.prunable_layers(model), initial):
             layer.kernel.assign(kernel)
-        pruning.apply_masks(model, pruning.magnitude_masks(model, float(sparsity)))
+        pruning.apply_masks(model, pruning.magnitude_masks(model, percent / 100))
         if _fits(student_size(model), budget):
-            return round(float(sparsity), 2)
+            return percent / 100
     return None
 
 

@@ -1,6 +1,7 @@
 """Magnitude pruning of a trained student: a wider network with most weights at zero.
 
-hls4ml's fully unrolled firmware drops every multiply by a zero weight at synthesis, so a pruned student
+hls4ml's fully unrolled firmware (Latency strategy, reuse factor 1: weights are constants) drops every
+multiply by a zero weight at synthesis, so a pruned student
 costs only its non-zero multiply-accumulates (`bench.size` counts those). At a fixed MAC budget a wider
 network pruned to fit keeps the teacher's ranking better than a dense narrow one (measured on the digits
 and MNIST tables; benchmarks/README.md). Pruning is gradual: the smallest weights of each trainable kernel
@@ -29,7 +30,7 @@ def magnitude_masks(model, sparsity: float) -> Dict[str, np.ndarray]:
     masks = {}
     for layer in prunable_layers(model):
         w = np.abs(layer.kernel.numpy()).ravel()
-        drop = int(np.floor(sparsity * w.size))
+        drop = int(np.floor(sparsity * w.size + 1e-9))  # 0.35 * 100 is 34.99999...
         keep = np.ones(w.size, dtype=np.float32)
         keep[np.argsort(w, kind="stable")[:drop]] = 0.0
         masks[layer.name] = keep.reshape(layer.kernel.shape)
@@ -55,8 +56,8 @@ def mask_callback(tf, masks: Dict[str, np.ndarray]):
 
 
 def schedule(sparsity: float) -> List[float]:
-    """The sparsity after each pruning step: equal steps up to `sparsity`."""
-    return [sparsity * step / PRUNE_STEPS for step in range(1, PRUNE_STEPS + 1)]
+    """The sparsity after each pruning step: equal steps, the last exactly `sparsity`."""
+    return [sparsity * step / PRUNE_STEPS for step in range(1, PRUNE_STEPS)] + [sparsity]
 
 
 def kernel_sparsity(model) -> float:

@@ -30,14 +30,16 @@ def trigger(out: Path, data: Optional[str] = None, events: int = 200_000, arch: 
             hidden: List[int] = (512, 256, 128), latent: int = 8, score: Optional[str] = None,
             teacher_epochs: int = 40, student: str = "mlp", student_hidden: List[int] = (32, 16), bits: int = 8,
             queries: Optional[Dict[str, float]] = None, reweight: str = "inverse-density",
-            active_rounds: int = 0, auto: bool = False, budget_macs: Optional[int] = None,
+            active_rounds: int = 0, sparsity: float = 0.0, auto: bool = False, budget_macs: Optional[int] = None,
             student_epochs: int = 100, export: List[str] = ("onnx", "tflite", "fpga"), benchmark: bool = True,
             quick_benchmark: bool = False, rate_khz: float = 1.0, bx_mhz: float = 28.61,
             baseline_epochs: Optional[int] = None, seed: int = 0, quiet: bool = False):
     """Run the whole trigger chain in `out`; `data` = an ADC2021 folder or .npz/.csv (default: synthetic).
 
-    `auto`: head, queries, width and active rounds chosen by label-free fidelity under `budget_macs`
-    (default teacher MACs / 50); `student`, `student_hidden`, `queries` and `active_rounds` are then searched."""
+    `sparsity`: fraction of the student's weights pruned to zero after training (zero weights cost no MACs).
+    `auto`: head, queries, width, active rounds and pruning chosen by label-free fidelity under `budget_macs`
+    (default teacher MACs / 50); `student`, `student_hidden`, `queries`, `active_rounds` and `sparsity` are
+    then searched."""
     from .. import api
     out, steps = Path(out), Steps("trigger", quiet)
     if data is None:
@@ -50,12 +52,12 @@ def trigger(out: Path, data: Optional[str] = None, events: int = 200_000, arch: 
                                         epochs=teacher_epochs, score=score, seed=seed, quiet=quiet))
     distill_kwargs = {} if queries is None else {"queries": dict(queries)}
     what = (f"--auto (budget {budget_macs or 'teacher/50'} MACs)" if auto
-            else f"{student} {'-'.join(map(str, student_hidden))}-1")
+            else f"{student} {'-'.join(map(str, student_hidden))}-1" + (f", {sparsity:.0%} pruned" if sparsity else ""))
     result = steps.run(
         "distill", f"{what}, {bits} bits -> {student_dir}",
         lambda: api.distill(teacher_path, data, student_dir, student=student, hidden=list(student_hidden),
                             quant={"bits": bits, "relu_bits": bits}, reweight=reweight, epochs=student_epochs,
-                            active_rounds=active_rounds, auto=auto, budget_macs=budget_macs, seed=seed,
+                            active_rounds=active_rounds, sparsity=sparsity, auto=auto, budget_macs=budget_macs, seed=seed,
                             quiet=quiet, **distill_kwargs))
     results = {"distill": result, "artefacts": {"teacher": str(teacher_path), "student": str(student_dir)}}
     markdown = ["## Teacher vs student", "", "```", comparison_table(result), "```", ""]
