@@ -173,7 +173,7 @@ def _run_distill(a):
     if "selection" in result:
         chosen = result["selection"]["chosen"]
         print(f"--auto chose head {chosen['head']}, queries {chosen['queries']}, hidden {chosen['hidden']}, "
-              f"active rounds {chosen['active']}")
+              f"active rounds {chosen['active']}, {chosen.get('sparsity', 0):.0%} of the weights pruned")
     print(f"student written to {a.out} (metrics.json, student.json, model.h5, training.png)")
 
 

@@ -172,15 +172,17 @@ def test_distillation_section_shows_auto_selection_and_ablation(tiny_teacher, au
     assert fidelity_header == "| Spearman | Spearman (normal events) | top-1% AUROC | top-0.1% AUROC |"
     assert fidelity_rows == [[f"{recorded['fidelity'][k]:.4f}" for k in FIDELITY_KEYS]]
     assert (f"head `{chosen['head']}`, queries `{chosen['queries']}`, hidden "
-            f"{'-'.join(map(str, chosen['hidden']))}, active rounds `{chosen['active']}` ({chosen['macs']:,} MACs") in text
+            f"{'-'.join(map(str, chosen['hidden']))}, active rounds `{chosen['active']}`, not pruned "
+            f"({chosen['macs']:,} MACs") in text
     assert "(budget: 10,000 MACs)" in text and recorded["selection"]["criterion"] in text
     assert "for evaluation only: these AUROCs were never used in the choice" in text
     header, rows = _md_table_rows(text, "Search (ablation)")
-    assert header == ("| chosen | head | queries | hidden | active | MACs | BOPs | Spearman | Spearman (normal events) "
+    assert header == ("| chosen | head | queries | hidden | active | pruned | MACs | BOPs | Spearman "
+                      "| Spearman (normal events) "
                       "| top-1% AUROC | top-0.1% AUROC "
                       "| rank | AUROC anomaly (evaluation only) |")
     expected = [["★" if mine["chosen"] else "", row["head"], row["queries"], "-".join(map(str, row["hidden"])),
-                 row["active"], f"{row['macs']:,}", f"{row['bops']:,}"]
+                 row["active"], "0%", f"{row['macs']:,}", f"{row['bops']:,}"]
                 + [f"{row['fidelity'][k]:.4f}" for k in FIDELITY_KEYS] + [f"{row['rank']:.4f}", f"{row['auroc']['anomaly']:.4f}"]
                 for row, mine in zip(recorded["ablation"], ablation)]
     assert rows == expected
@@ -227,7 +229,7 @@ def test_distillation_record_tolerates_missing_and_partial_metrics(quick_report,
     _, report = quick_report
     text = render.markdown({**report, "distillation": record})
     _, rows = _md_table_rows(text, "Search (ablation)")
-    assert rows[0][:7] == ["★", "mlp", "noise 0.5 + mixup 0.5", "8-4", "—", "140", "—"]
+    assert rows[0][:8] == ["★", "mlp", "noise 0.5 + mixup 0.5", "8-4", "—", "—", "140", "—"]  # records before pruning
     assert rows[1][:2] == ["", "energy"] and "evaluation only" not in text
     assert "(budget: none recorded)" in text
     assert _md_table_rows(text, "Active query rounds")[1] == [["1", "sampled", "180", "0.3100", "0.1200"]]
