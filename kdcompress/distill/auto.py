@@ -67,13 +67,7 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
         trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], best["hidden"], log,
                              active))
     best = _best(trials)
-    for factor in PRUNED_WIDENING:
-        wide = [factor * h for h in best["hidden"]]
-        sparsity = _sparsity_to_fit(data.n_features, best["head"], wide, base, budget)
-        if sparsity is not None:
-            trial = _trial(teacher, search_data, probe, base, best["queries"], best["head"], wide, log,
-                           best["active"], sparsity)
-            trials += [trial] if _fits(trial, budget) else []
+    trials += _pruned_trials(teacher, search_data, probe, base, best, budget, log)
     best = _best(trials)
     log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']}, "
              f"active rounds {best['active']}, sparsity {best['sparsity']:.2f} (fidelity rank {best['rank']:.4f})")
@@ -112,6 +106,19 @@ def _widths_within(n_features: int, head: str, base: DistillConfig, budget: dict
     from ..registry import STUDENTS
     return [width for width in WIDTHS
             if _fits(student_size(STUDENTS.get(head)(n_features, hidden=width, quant=base.quant)), budget)]
+
+
+def _pruned_trials(teacher, data, probe, base, best: dict, budget: dict, log) -> List[dict]:
+    """The best setting PRUNED_WIDENING times wider, each pruned just enough to fit the budget."""
+    trials = []
+    for factor in PRUNED_WIDENING:
+        wide = [factor * h for h in best["hidden"]]
+        sparsity = _sparsity_to_fit(data.n_features, best["head"], wide, base, budget)
+        if sparsity is not None:
+            trial = _trial(teacher, data, probe, base, best["queries"], best["head"], wide, log, best["active"],
+                           sparsity)
+            trials += [trial] if _fits(trial, budget) else []
+    return trials
 
 
 def _sparsity_to_fit(n_features: int, head: str, hidden: Sequence[int], base: DistillConfig,

@@ -1,8 +1,8 @@
 """Magnitude pruning of a trained student: a wider network with most weights at zero.
 
 hls4ml's fully unrolled firmware (Latency strategy, reuse factor 1: weights are constants) drops every
-multiply by a zero weight at synthesis, so a pruned student
-costs only its non-zero multiply-accumulates (`bench.size` counts those). At a fixed MAC budget a wider
+multiply by a zero weight at synthesis, so a pruned student costs only its non-zero multiply-accumulates
+(`bench.size` counts those). At a fixed MAC budget a wider
 network pruned to fit keeps the teacher's ranking better than a dense narrow one (measured on the digits
 and MNIST tables; benchmarks/README.md). Pruning is gradual: the smallest weights of each trainable kernel
 are zeroed in PRUNE_STEPS steps up to the target sparsity, with fine-tuning under the mask after each step.
