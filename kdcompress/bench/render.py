@@ -298,10 +298,6 @@ def _sparsity_label(sparsity) -> str:
     return f"{sparsity:.0%} of the weights pruned" if sparsity else "not pruned"
 
 
-def _fmt_fraction(value) -> str:
-    return f"{value:.0%}" if isinstance(value, (int, float)) else DASH
-
-
 def _ablation_text(trials: List[dict]) -> str:
     text = (f"One row per candidate of the search; {CHOSEN_MARK} = chosen; rank = the criterion's value "
             f"(higher is better).")
@@ -319,7 +315,7 @@ def _ablation_table(trials: List[dict]) -> Table:
     for t in trials:
         fidelity, auroc = t.get("fidelity") or {}, t.get("auroc") or {}
         rows.append([CHOSEN_MARK if t.get("chosen") else "", str(t.get("head", DASH)), _queries_label(t.get("queries")),
-                     _hidden_label(t.get("hidden")), str(t.get("active", DASH)), _fmt_fraction(t.get("sparsity")),
+                     _hidden_label(t.get("hidden")), str(t.get("active", DASH)), _fmt(t.get("sparsity"), ".0%"),
                      _count(t.get("macs")),
                      _count(t.get("bops"))]
                     + [_fmt(fidelity.get(k)) for k, _ in FIDELITY_COLUMNS] + [_fmt(t.get("rank"))]

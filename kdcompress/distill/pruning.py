@@ -43,15 +43,16 @@ def apply_masks(model, masks: Dict[str, np.ndarray]) -> None:
             layer.kernel.assign(layer.kernel * masks[layer.name])
 
 
-def mask_callback(tf, masks: Dict[str, np.ndarray]):
+def mask_callback(tf, model, masks: Dict[str, np.ndarray]):
     """Keras callback re-applying `masks` after every batch, so pruned weights stay exactly zero."""
+    pairs = [(layer.kernel, tf.constant(masks[layer.name])) for layer in prunable_layers(model)
+             if layer.name in masks]
+
     class KeepPruned(tf.keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            for layer in prunable_layers(self.model):
-                if layer.name in masks:
-                    layer.kernel.assign(layer.kernel * constants[layer.name])
+            for kernel, mask in pairs:
+                kernel.assign(kernel * mask)
 
-    constants = {name: tf.constant(mask) for name, mask in masks.items()}
     return KeepPruned()
 
 

@@ -260,7 +260,7 @@ def _fit(model, z_train, y_train, z_val, y_val, config: DistillConfig, progress,
         tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
         tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-5),
         _ProgressCallback(tf, progress),
-    ] + ([pruning.mask_callback(tf, masks)] if masks else [])
+    ] + ([pruning.mask_callback(tf, model, masks)] if masks else [])
     hist = model.fit(z_train[idx], y_train[idx].astype(np.float32), sample_weight=weights,
                      validation_data=(z_val, y_val.astype(np.float32)), epochs=epochs,
                      batch_size=auto_batch(len(idx), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
