@@ -400,6 +400,8 @@ def test_pruned_weights_are_free_only_in_the_quantized_design():
     firmware = _row_size(SimpleNamespace(name="hls4ml-csim", artefact=None), sizes)
     cpu = _row_size(SimpleNamespace(name="onnxruntime", artefact=None), sizes)
     int8 = _row_size(SimpleNamespace(name="tflite-int8", artefact=None), sizes)
+    int16x8 = _row_size(SimpleNamespace(name="tflite-int16x8", artefact=None), sizes)
+    assert (int16x8["macs"], int16x8["bops"], int16x8["nonzero_params"]) == (100, 100 * 8 * 16, None)
     assert (firmware["macs"], firmware["bops"]) == (40, 40 * 64)
     assert (cpu["macs"], cpu["bops"]) == (100, 100 * 32 * 32)
     assert (int8["macs"], int8["bops"]) == (100, 100 * 8 * 8)

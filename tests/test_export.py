@@ -197,6 +197,39 @@ def test_tflite_float_exact_and_int8_close(exported, kind):
         assert abs(int8["agreement"]["auroc"][signal] - value) <= 0.01
 
 
+def test_integer_encoding_round_trips_and_saturates():
+    from kdcompress.export.tflite import _decode, _encode
+    for dtype, top in ((np.int8, 127), (np.int16, 32767)):
+        detail = {"dtype": dtype, "quantization": (0.5, 3)}
+        q = _encode(np.array([0.0, 1.0, -2.5, 1e9]), detail)
+        assert q.dtype == dtype and q.tolist() == [3, 5, -2, top]
+        assert _decode(q[:3], detail).tolist() == [0.0, 1.0, -2.5]
+
+
+@pytest.mark.slow
+def test_energy_head_exports_int16x8_within_tolerance(workdir, data_path, teacher_path):
+    """An energy output spans decades: the quantized TFLite file keeps int16 activations, calibrated up to
+    ENERGY_HEADROOM x the largest background E, and must keep the student's AUROC."""
+    from kdcompress.api import distill
+    from kdcompress.data import load_dataset
+    from kdcompress.export.tflite import ENERGY_HEADROOM
+    from kdcompress.export.twin import float_twin
+    from kdcompress.students import load_student
+    folder = workdir / "energy"
+    distill(teacher_path, data_path, folder, hidden=[16, 8], student="energy", epochs=5, quiet=True)
+    manifest = export(folder, "tflite", quiet=True)
+    assert [a["target"] for a in manifest["artefacts"]] == ["tflite-float", "tflite-int16x8"]
+    quantized = _artefact(manifest, "tflite-int16x8")
+    assert quantized["path"] == "student_int16x8.tflite" and (folder / "export" / quantized["path"]).exists()
+    assert quantized["input"]["dtype"] == quantized["output"]["dtype"] == "int16"
+    for signal, value in quantized["agreement"]["source_auroc"].items():
+        assert abs(quantized["agreement"]["auroc"][signal] - value) <= 0.01
+    student = load_student(folder)
+    z = student.preprocessing.apply(load_dataset(str(data_path)).train)
+    largest = float(float_twin(student.model).predict(z, verbose=0).max())
+    assert quantized["output"]["int16"]["scale"] * 32767 <= 1.05 * ENERGY_HEADROOM * largest
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_fpga_is_bit_exact_and_documented(exported, kind):

@@ -30,17 +30,21 @@ PLOT_DIR = "plots"
 BASELINE_FILE = "baseline.pt"
 BASELINE_EPOCHS = {"normal": 40, "quick": 3}
 ROW_ORDER = [("teacher", "torch"), ("teacher", "onnxruntime"), ("student", "keras"), ("student", "onnxruntime"),
-             ("student", "tflite-float"), ("student", "tflite-int8"), ("student", "hls4ml-csim"),
+             ("student", "tflite-float"), ("student", "tflite-int8"), ("student", "tflite-int16x8"),
+             ("student", "hls4ml-csim"),
              ("baseline", "torch")]
 REFERENCE_RUNTIME = {"teacher": "torch", "student": "keras", "baseline": "torch"}
 STUDENT_METRICS = "metrics.json"  # written into the student folder by `distill`
 SELECTION_KEYS = ("criterion", "budget", "search_events", "chosen")  # `distill --auto`; "tried" = ablation rows
 SETTING_KEYS = ("head", "queries", "hidden", "active", "sparsity")  # what identifies one candidate of the search
 TARGET_RUNTIME = {"onnx": "onnxruntime", "tflite-float": "tflite-float", "tflite-int8": "tflite-int8",
-                  "fpga": "hls4ml-csim"}
+                  "tflite-int16x8": "tflite-int16x8", "fpga": "hls4ml-csim"}
 # bit widths the runtime computes with: (kernel bits, activation bits); None = the model's quantizers
-BOPS_BASIS = {"torch": ("float32", 32), "onnxruntime": ("float32", 32), "tflite-float": ("float32", 32),
-              "tflite-int8": ("int8", 8), "keras": ("quantizers", None), "hls4ml-csim": ("quantizers", None)}
+BOPS_BASIS = {"torch": ("float32", (32, 32)), "onnxruntime": ("float32", (32, 32)),
+              "tflite-float": ("float32", (32, 32)), "tflite-int8": ("int8", (8, 8)),
+              "tflite-int16x8": ("int16x8", (8, 16)),
+              "keras": ("quantizers", None), "hls4ml-csim": ("quantizers", None)}
+REQUANTIZED = ("tflite-int8", "tflite-int16x8")  # post-training quantization re-rounds the weights
 
 
 @dataclass
@@ -403,8 +407,8 @@ def _row_size(runtime: Runtime, model_size: dict) -> dict:
     basis, bits = BOPS_BASIS[runtime.name]
     # Zero weights are free only in the quantized design (unrolled firmware); CPU runtimes multiply densely.
     macs = model_size["macs"] if bits is None else model_size.get("dense_macs", model_size["macs"])
-    bops = model_size["quantizer_bops"] if bits is None else macs * bits * bits
-    nonzero = model_size["nonzero_params"] if runtime.name != "tflite-int8" else None  # weights re-quantized
+    bops = model_size["quantizer_bops"] if bits is None else macs * bits[0] * bits[1]
+    nonzero = model_size["nonzero_params"] if runtime.name not in REQUANTIZED else None
     return {"params": model_size["params"], "nonzero_params": nonzero,
             "bytes": size.file_bytes(runtime.artefact) if runtime.artefact else None,
             "macs": macs, "bops": bops, "bops_basis": basis}
@@ -570,7 +574,7 @@ def _notes(report: dict, inputs: Inputs) -> List[str]:
     notes.append("BOPs = MACs x weight bits x activation bits, with the bits the runtime computes with: the "
                  "QKeras quantizer widths for keras and the hls4ml C simulation, 32x32 for float32 runtimes "
                  "(ONNX Runtime and TFLite-float compute the student's quantized values in float32), 8x8 for "
-                 "TFLite int8.")
+                 "TFLite int8 and 8x16 for TFLite int16x8 (energy heads).")
     batch_threads = report["settings"]["threads"]["batch"]
     notes.append("Latency: model call only (preprocessing and int8 encoding are done beforehand); single event "
                  f"with 1 thread, batch throughput with {batch_threads} thread(s); Keras uses TensorFlow's own "
