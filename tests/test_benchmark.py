@@ -264,6 +264,23 @@ def test_exported_artefacts_are_rows_beside_their_model(tiny_teacher, tiny_stude
     _strict_json(tmp_path / "report" / "report.json")
 
 
+def test_energy_student_int16x8_artefact_is_a_row(tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.api import distill
+    from kdcompress.export import export
+    student = tmp_path / "energy"
+    distill(tiny_teacher, tabular_file, student, student="energy", hidden=[8, 4], epochs=3, quiet=True)
+    export(student, ["tflite"], out=tmp_path / "exports", data=tabular_file, quiet=True)
+    report = benchmark(tiny_teacher, student, tabular_file, tmp_path / "report", exports=[tmp_path / "exports"],
+                       quick=True, baseline=False, batch_threads=1, quiet=True)
+    rows = {(r["model"], r["runtime"]): r for r in report["rows"]}
+    assert [key for key in rows if key[0] == "student"] == [("student", "keras"), ("student", "tflite-float"),
+                                                             ("student", "tflite-int16x8")]
+    quantized = rows["student", "tflite-int16x8"]
+    assert quantized["bops"] == quantized["macs"] * 8 * 16 and quantized["bops_basis"] == "int16x8"
+    assert quantized["bytes"] == (tmp_path / "exports" / "student_int16x8.tflite").stat().st_size
+    assert quantized["auroc"]["anomaly"] == pytest.approx(rows["student", "keras"]["auroc"]["anomaly"], abs=0.01)
+
+
 def test_exports_of_another_student_are_refused(tiny_teacher, tiny_student, tabular_file, tmp_path):
     (tmp_path / "exports").mkdir()
     manifest = {"artefacts": [], "source": {"kind": "student", "sha256": "0" * 64}}
