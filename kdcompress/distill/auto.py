@@ -18,7 +18,7 @@ from ..evaluate import score_sets, student_size, summarise_scores, teacher_size
 from ..progress import EpochProgress
 from ..teachers import Teacher
 from . import pruning
-from .fidelity import fidelity_of, fidelity_rank, probe_set
+from .fidelity import Probe, fidelity_of, fidelity_rank, probe_set
 from .queries import has_object_groups
 from .score_regression import MAX_SPARSITY, DistillConfig, distill, fit_student
 
@@ -49,36 +49,61 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
                  budget_bops: Optional[int] = None, quiet: bool = False) -> dict:
     """Search, pick by fidelity, retrain the winner on all data and write it like `distill`."""
     budget = _budget(teacher, budget_macs, budget_bops)
-    search_data = _subsample(data, base.seed)
-    probe = probe_set(data.val, data.layout)
-    log = EpochProgress("auto", 1, quiet)
-    widths = {head: _widths_within(data.n_features, head, base, budget) for head in HEADS}
-    if not any(widths.values()):
-        raise KDError(f"no student fits the budget {budget}; the smallest is {WIDTHS[0]}")
-    trials: List[dict] = []
-    for strategy in strategies_for(data.layout):
-        for head in (h for h in HEADS if widths[h]):
-            trials.append(_trial(teacher, search_data, probe, base, strategy, head, widths[head][-1], log))
+    search = Search(teacher, _subsample(data, base.seed), probe_set(data.val, data.layout), base,
+                    EpochProgress("auto", 1, quiet))
+    trials = _search(search, budget)
     best = _best(trials)
-    for width in widths[best["head"]][-3:-1]:
-        trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], width, log))
-    best = _best(trials)
-    for active in ACTIVE:
-        trials.append(_trial(teacher, search_data, probe, base, best["queries"], best["head"], best["hidden"], log,
-                             active))
-    best = _best(trials)
-    trials += _pruned_trials(teacher, search_data, probe, base, best, budget, log)
-    best = _best(trials)
-    log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']}, "
-             f"active rounds {best['active']}, sparsity {best['sparsity']:.2f} (fidelity rank {best['rank']:.4f})")
+    search.log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']}, "
+                    f"active rounds {best['active']}, sparsity {best['sparsity']:.2f} "
+                    f"(fidelity rank {best['rank']:.4f})")
     final = _config_for(base, best["queries"], best["head"], best["hidden"], sparsity=best["sparsity"],
                         **_active_settings(best["active"]))
-    selection = {"budget": budget, "search_events": len(search_data.train), "chosen": _public(best),
+    selection = {"budget": budget, "search_events": len(search.data.train), "chosen": _public(best),
                  "tried": [_public(t) for t in trials], "criterion": "mean(spearman, spearman_normal, "
                  "top_1pct_auroc, top_0.1pct_auroc) on held-out teacher-labelled probes (spearman_normal: the "
                  "normal validation events alone); labels never used"}
     ablation = _ablation(data, trials)
     return distill(teacher, data, out, final, quiet=quiet, extra={"selection": selection, "ablation": ablation})
+
+
+@dataclasses.dataclass
+class Search:
+    """What every trial shares: teacher, search subsample, probe, base config and the progress log."""
+    teacher: Teacher
+    data: Dataset
+    probe: Probe
+    base: DistillConfig
+    log: EpochProgress
+
+    def trial(self, strategy, head: str, hidden: Sequence[int], active: str = "none", sparsity: float = 0.0) -> dict:
+        """Train one candidate on the search subsample (shortened) and measure its fidelity."""
+        config = _config_for(self.base, strategy, head, hidden, epochs=min(self.base.epochs, SEARCH_EPOCHS),
+                             min_queries=min(self.base.min_queries, SEARCH_MIN_QUERIES), sparsity=sparsity,
+                             **_active_settings(active))
+        student, _ = fit_student(self.teacher, self.data, config, quiet=True)
+        fid = fidelity_of(self.teacher.score, student.score, self.probe)
+        size = student_size(student.model)
+        self.log.note(f"tried head {head:<6} queries {strategy:<12} hidden {hidden} active {active:<7} "
+                      f"sparsity {sparsity:.2f}: spearman {fid['spearman']:.4f} top1% {fid['top_1pct_auroc']:.4f} "
+                      f"top0.1% {fid['top_0.1pct_auroc']:.4f}")
+        return {"head": head, "queries": strategy, "hidden": list(hidden), "active": active, "sparsity": sparsity,
+                "fidelity": fid, "rank": fidelity_rank(fid), "macs": size["macs"], "bops": size["bops"],
+                "student": student}
+
+
+def _search(search: Search, budget: dict) -> List[dict]:
+    """The stages in order, each on the best so far: strategy x head at the widest width in budget, two
+    narrower widths, active rounds, then PRUNED_WIDENING wider and pruned to fit."""
+    widths = {head: _widths_within(search.data.n_features, head, search.base, budget) for head in HEADS}
+    if not any(widths.values()):
+        raise KDError(f"no student fits the budget {budget}; the smallest is {WIDTHS[0]}")
+    trials = [search.trial(strategy, head, widths[head][-1])
+              for strategy in strategies_for(search.data.layout) for head in HEADS if widths[head]]
+    best = _best(trials)
+    trials += [search.trial(best["queries"], best["head"], width) for width in widths[best["head"]][-3:-1]]
+    best = _best(trials)
+    trials += [search.trial(best["queries"], best["head"], best["hidden"], active) for active in ACTIVE]
+    return trials + _pruned_trials(search, _best(trials), budget)
 
 
 def strategies_for(layout: Optional[dict]) -> Dict[str, Dict[str, float]]:
@@ -108,15 +133,14 @@ def _widths_within(n_features: int, head: str, base: DistillConfig, budget: dict
             if _fits(student_size(STUDENTS.get(head)(n_features, hidden=width, quant=base.quant)), budget)]
 
 
-def _pruned_trials(teacher, data, probe, base, best: dict, budget: dict, log) -> List[dict]:
+def _pruned_trials(search: Search, best: dict, budget: dict) -> List[dict]:
     """The best setting PRUNED_WIDENING times wider, each pruned just enough to fit the budget."""
     trials = []
     for factor in PRUNED_WIDENING:
         wide = [factor * h for h in best["hidden"]]
-        sparsity = _sparsity_to_fit(data.n_features, best["head"], wide, base, budget)
+        sparsity = _sparsity_to_fit(search.data.n_features, best["head"], wide, search.base, budget)
         if sparsity is not None:
-            trial = _trial(teacher, data, probe, base, best["queries"], best["head"], wide, log, best["active"],
-                           sparsity)
+            trial = search.trial(best["queries"], best["head"], wide, best["active"], sparsity)
             trials += [trial] if _fits(trial, budget) else []
     return trials
 
@@ -157,22 +181,6 @@ def _config_for(base: DistillConfig, queries, head: str, hidden: Sequence[int], 
 def _active_settings(active: str) -> dict:
     """'none' keeps the base config's rounds off; a method name turns ACTIVE_ROUNDS rounds of it on."""
     return {"active_rounds": 0} if active == "none" else {"active_rounds": ACTIVE_ROUNDS, "active": active}
-
-
-def _trial(teacher, data, probe, base, strategy, head, hidden, log, active: str = "none",
-           sparsity: float = 0.0) -> dict:
-    config = _config_for(base, strategy, head, hidden, epochs=min(base.epochs, SEARCH_EPOCHS),
-                         min_queries=min(base.min_queries, SEARCH_MIN_QUERIES), sparsity=sparsity,
-                         **_active_settings(active))
-    student, _ = fit_student(teacher, data, config, quiet=True)
-    fid = fidelity_of(teacher.score, student.score, probe)
-    size = student_size(student.model)
-    log.note(f"tried head {head:<6} queries {strategy:<12} hidden {hidden} active {active:<7} "
-             f"sparsity {sparsity:.2f}: "
-             f"spearman {fid['spearman']:.4f} top1% {fid['top_1pct_auroc']:.4f} top0.1% {fid['top_0.1pct_auroc']:.4f}")
-    return {"head": head, "queries": strategy, "hidden": list(hidden), "active": active, "sparsity": sparsity,
-            "fidelity": fid,
-            "rank": fidelity_rank(fid), "macs": size["macs"], "bops": size["bops"], "student": student}
 
 
 def _public(trial: dict) -> dict:
