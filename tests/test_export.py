@@ -231,6 +231,25 @@ def test_energy_head_exports_int16x8_within_tolerance(workdir, data_path, teache
 
 
 @pytest.mark.slow
+def test_without_signals_the_quantized_file_must_rank_the_background_alike(teacher_path, data_path, tmp_path,
+                                                                            monkeypatch):
+    from kdcompress.api import distill
+    from kdcompress.export import tflite
+    unlabelled = tmp_path / "unlabelled.npz"
+    np.savez(unlabelled, X=np.load(data_path)["X"][:6000])  # the normal rows, no labels
+    folder = tmp_path / "student"
+    distill(teacher_path, unlabelled, folder, hidden=[16, 8], epochs=5, quiet=True)
+    check = _artefact(export(folder, "tflite", quiet=True), "tflite-int8")["agreement"]
+    assert check["source_auroc"] == {} and check["tolerance"].startswith("no signals")
+    assert check["spearman_background"] >= tflite.MIN_BACKGROUND_SPEARMAN
+    # calibrated on one near-constant point, the int8 output saturates: refused, nothing written
+    monkeypatch.setattr(tflite, "_representative", lambda ctx, twin, mode: np.full((4, N_FEATURES), 0.01, np.float32))
+    with pytest.raises(KDError, match="Spearman"):
+        export(folder, "tflite", out=tmp_path / "bad", quiet=True)
+    assert not (tmp_path / "bad").exists() and not _leftovers(tmp_path)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_fpga_is_bit_exact_and_documented(exported, kind):
     from kdcompress.export.cli import read_hls_yaml
