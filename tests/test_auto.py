@@ -72,12 +72,15 @@ def _shuffled_labels(data):
     return dataclasses.replace(data, test=pool[n:], signals={"anomaly": pool[:n]})
 
 
-def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tmp_path):
+def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tmp_path, capsys):
     from kdcompress.distill import DistillConfig
     teacher = load_teacher(tiny_teacher)
     data = load_dataset(tabular_file)
     base = DistillConfig(epochs=4, seed=0)
-    a = auto.auto_distill(teacher, data, tmp_path / "a", base, budget_macs=10_000, quiet=True)
+    a = auto.auto_distill(teacher, data, tmp_path / "a", base, budget_macs=10_000, quiet=False)
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[auto] tried")]
+    assert len(progress) == len(a["selection"]["tried"])
+    assert all(f"trial {k}/" in line and "ETA ~" in line for k, line in enumerate(progress, 1))
     b = auto.auto_distill(teacher, _shuffled_labels(data), tmp_path / "b", base, budget_macs=10_000, quiet=True)
     assert a["selection"]["chosen"] == b["selection"]["chosen"]
     assert [t["rank"] for t in a["selection"]["tried"]] == [t["rank"] for t in b["selection"]["tried"]]

@@ -8,6 +8,7 @@ scored only afterwards, for the ablation table, and never influence the choice.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -74,6 +75,8 @@ class Search:
     probe: Probe
     base: DistillConfig
     log: EpochProgress
+    planned: int = 0  # trials expected in all (revised as the stages unfold), for the ETA
+    done: int = 0
 
     def trial(self, strategy, head: str, hidden: Sequence[int], active: str = "none", sparsity: float = 0.0) -> dict:
         """Train one candidate on the search subsample (shortened) and measure its fidelity."""
@@ -83,12 +86,18 @@ class Search:
         student, _ = fit_student(self.teacher, self.data, config, quiet=True)
         fid = fidelity_of(self.teacher.score, student.score, self.probe)
         size = student_size(student.model)
+        self.done += 1
         self.log.note(f"tried head {head:<6} queries {strategy:<12} hidden {hidden} active {active:<7} "
                       f"sparsity {sparsity:.2f}: spearman {fid['spearman']:.4f} top1% {fid['top_1pct_auroc']:.4f} "
-                      f"top0.1% {fid['top_0.1pct_auroc']:.4f}")
+                      f"top0.1% {fid['top_0.1pct_auroc']:.4f}  ({self.eta()})")
         return {"head": head, "queries": strategy, "hidden": list(hidden), "active": active, "sparsity": sparsity,
                 "fidelity": fid, "rank": fidelity_rank(fid), "macs": size["macs"], "bops": size["bops"],
                 "student": student}
+
+    def eta(self) -> str:
+        elapsed = time.perf_counter() - self.log.start
+        left = max(0, self.planned - self.done) * elapsed / max(1, self.done)
+        return f"trial {self.done}/{max(self.planned, self.done)}, {elapsed:.0f}s elapsed, ETA ~{left:.0f}s"
 
 
 def _search(search: Search, budget: dict) -> List[dict]:
@@ -97,10 +106,16 @@ def _search(search: Search, budget: dict) -> List[dict]:
     widths = {head: _widths_within(search.data.n_features, head, search.base, budget) for head in HEADS}
     if not any(widths.values()):
         raise KDError(f"no student fits the budget {budget}; the smallest is {WIDTHS[0]}")
-    trials = [search.trial(strategy, head, widths[head][-1])
-              for strategy in strategies_for(search.data.layout) for head in HEADS if widths[head]]
+    first = [(strategy, head) for strategy in strategies_for(search.data.layout) for head in HEADS if widths[head]]
+    later = len(ACTIVE) + len(PRUNED_WIDENING)
+    search.planned = len(first) + 2 + later
+    search.log.note(f"searching about {search.planned} settings, each a student trained on "
+                    f"{len(search.data.train):,} events (labels never read)")
+    trials = [search.trial(strategy, head, widths[head][-1]) for strategy, head in first]
     best = _best(trials)
-    trials += [search.trial(best["queries"], best["head"], width) for width in widths[best["head"]][-3:-1]]
+    narrower = widths[best["head"]][-3:-1]
+    search.planned = len(trials) + len(narrower) + later
+    trials += [search.trial(best["queries"], best["head"], width) for width in narrower]
     best = _best(trials)
     trials += [search.trial(best["queries"], best["head"], best["hidden"], active) for active in ACTIVE]
     return trials + _pruned_trials(search, _best(trials), budget)
