@@ -230,6 +230,19 @@ def test_energy_head_exports_int16x8_within_tolerance(workdir, data_path, teache
     assert quantized["output"]["int16"]["scale"] * 32767 <= 1.05 * ENERGY_HEADROOM * largest
 
 
+def test_background_ranking_check_edge_cases():
+    from kdcompress.export.tflite import _check_background_ranking, _spearman_or_none
+    ramp = np.arange(10.0)
+    assert _spearman_or_none(ramp, np.ones(10)) is None and _spearman_or_none(ramp[:1], ramp[:1]) is None
+    for reference in (None, ramp[:1], np.ones(10)):  # nothing to rank: not checked, not refused
+        assert _check_background_ranking("int8", reference, ramp, {}).startswith("not checked")
+    with pytest.raises(KDError, match="same output"):
+        _check_background_ranking("int8", ramp, np.ones(10), {"spearman_background": None})
+    with pytest.raises(KDError, match="Spearman -1.000"):
+        _check_background_ranking("int8", ramp, -ramp, {"spearman_background": _spearman_or_none(ramp, -ramp)})
+    assert _check_background_ranking("int8", ramp, 2 * ramp, {"spearman_background": 1.0}).startswith("no signals")
+
+
 @pytest.mark.slow
 def test_without_signals_the_quantized_file_must_rank_the_background_alike(teacher_path, data_path, tmp_path,
                                                                             monkeypatch):

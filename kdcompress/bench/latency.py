@@ -4,7 +4,7 @@ Single event: the call is timed one event at a time (cycling over distinct event
 p50 and p99 of the per-call wall time in microseconds. Batch: the call is timed on one batch
 repeatedly after a warm-up; throughput = batch size / median call time (and / fastest call time,
 the figure least disturbed by other processes). The garbage collector is off
-while timing (as timeit does). Inputs are prepared beforehand (preprocessing and int8 encoding are not
+while timing (as timeit does). Inputs are prepared beforehand (preprocessing and integer encoding are not
 timed); outputs are not converted back.
 """
 from __future__ import annotations

@@ -576,7 +576,7 @@ def _notes(report: dict, inputs: Inputs) -> List[str]:
                  "(ONNX Runtime and TFLite-float compute the student's quantized values in float32), 8x8 for "
                  "TFLite int8 and 8x16 for TFLite int16x8 (energy heads).")
     batch_threads = report["settings"]["threads"]["batch"]
-    notes.append("Latency: model call only (preprocessing and int8 encoding are done beforehand); single event "
+    notes.append("Latency: model call only (preprocessing and integer encoding are done beforehand); single event "
                  f"with 1 thread, batch throughput with {batch_threads} thread(s); Keras uses TensorFlow's own "
                  "thread pools; hls4ml C simulation is for agreement only, its speed says nothing about the FPGA.")
     return notes

@@ -1,6 +1,6 @@
 """The runtimes a benchmark measures, behind one interface.
 
-Each runtime turns raw events into its own input (`prepare`: preprocessing, int8 encoding or firmware
+Each runtime turns raw events into its own input (`prepare`: preprocessing, integer encoding or firmware
 input rounding, never timed), runs its model (`calls(threads)`: a context giving a call pinned to that
 many threads) and turns outputs into scores (`decode`). Thread pinning:
 - torch: torch.set_num_threads(k) for the duration of the context;
@@ -180,7 +180,7 @@ class OnnxRuntime(Runtime):
 # ---------------------------------------------------------------- TFLite
 
 class TFLiteRuntime(Runtime):
-    """float32 or int8 TFLite file; int8 inputs are encoded in prepare and outputs decoded (untimed)."""
+    """float32, int8 or int16x8 TFLite file; integer inputs are encoded in prepare and outputs decoded (untimed)."""
 
     def __init__(self, name: str, artefact: Path, described_input: dict):
         self.model, self.name, self.artefact = "student", name, Path(artefact)

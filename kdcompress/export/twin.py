@@ -1,10 +1,10 @@
 """Float twin of a QKeras student: the same graph in plain Keras, carrying the quantized weights.
 
-Post-training int8 quantization works best from this twin (TFLite cannot re-quantize the QKeras
+Post-training integer quantization works best from this twin (TFLite cannot re-quantize the QKeras
 quantizer arithmetic). Mapping, layer by layer (tf.keras.models.clone_model keeps the topology):
   QDense / QConv2D            -> Dense / Conv2D with kernel and bias passed through their quantizers
   QActivation(quantized_relu) -> ReLU clipped at the quantizer's largest value
-  QActivation(quantized_bits) -> identity (rounding and clipping are left to the int8 calibration)
+  QActivation(quantized_bits) -> identity (rounding and clipping are left to the integer calibration)
   plain Keras layers (Reshape, Flatten, pooling, Multiply, ...) -> copied from their configuration
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _twin_layer(tf, layer):
     if kind == "QActivation":
         return _twin_activation(tf, layer)
     if kind.startswith("Q") or not hasattr(tf.keras.layers, kind):
-        raise KDError(f"layer '{layer.name}' ({kind}) has no float-twin equivalent for the int8 TFLite export")
+        raise KDError(f"layer '{layer.name}' ({kind}) has no float-twin equivalent for the quantized TFLite export")
     return type(layer).from_config(layer.get_config())
 
 
@@ -59,7 +59,7 @@ def _twin_activation(tf, layer):
     if name == "quantized_relu":
         largest = float(np.asarray(layer.quantizer(tf.constant([1e9], dtype=tf.float32)))[0])
         return tf.keras.layers.ReLU(max_value=largest, name=layer.name)
-    raise KDError(f"activation '{layer.name}' ({name}) has no float-twin equivalent for the int8 TFLite export")
+    raise KDError(f"activation '{layer.name}' ({name}) has no float-twin equivalent for the quantized TFLite export")
 
 
 def _quantized_weights(layer) -> list:
