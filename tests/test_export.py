@@ -256,7 +256,7 @@ def test_without_signals_the_quantized_file_must_rank_the_background_alike(teach
     assert check["source_auroc"] == {} and check["tolerance"].startswith("no signals")
     assert check["spearman_background"] >= tflite.MIN_BACKGROUND_SPEARMAN
     # calibrated on one near-constant point, the int8 output saturates: refused, nothing written
-    monkeypatch.setattr(tflite, "_representative", lambda ctx, twin, mode: np.full((4, N_FEATURES), 0.01, np.float32))
+    monkeypatch.setattr(tflite, "_representative", lambda ctx, mode: np.full((4, N_FEATURES), 0.01, np.float32))
     with pytest.raises(KDError, match="Spearman"):
         export(folder, "tflite", out=tmp_path / "bad", quiet=True)
     assert not (tmp_path / "bad").exists() and not _leftovers(tmp_path)

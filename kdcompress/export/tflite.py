@@ -4,7 +4,7 @@
   (Round/Minimum/Maximum), so it must agree with QKeras to FLOAT_TOLERANCE.
 - quantized: post-training quantization of the student's float twin (export/twin.py) calibrated on
   background *training* events and queries around them; an approximation that passes when its AUROC is
-  within INT8_AUROC_TOLERANCE of the QKeras student's on every signal; on data without signals, when it
+  within QUANTIZED_AUROC_TOLERANCE of the QKeras student's on every signal; on data without signals, when it
   ranks the held-out background events like the QKeras student (Spearman >= MIN_BACKGROUND_SPEARMAN).
   MLP/CNN heads (output on the log scale): full int8, int8 input and output.
   Energy heads output E = expm1(score), which spans several decades: 256 linear levels leave the normal
@@ -29,7 +29,7 @@ from .verify import (BACKGROUND, agreement, auroc_gaps, auroc_per_signal, librar
                      max_abs_diff, model_output)
 
 FLOAT_TOLERANCE = 1e-5
-INT8_AUROC_TOLERANCE = 0.01
+QUANTIZED_AUROC_TOLERANCE = 0.01
 # Label-free check where there are no signals. Measured on ADC2021: passing files 0.987-0.988; full-int8
 # energy files that lost 0.04 and 0.29 AUROC: 0.85 and 0.24.
 MIN_BACKGROUND_SPEARMAN = 0.95
@@ -75,7 +75,7 @@ def _quantized_artefact(ctx: ExportContext, folder, z, reference) -> dict:
     ctx.note(f"tflite: {mode} post-training quantization (background training events and queries)")
     path = folder / QUANTIZED_FILES[mode]
     twin = float_twin(ctx.source.model.model)
-    path.write_bytes(_convert(_quantized_converter(twin, _representative(ctx, twin, mode), mode)))
+    path.write_bytes(_convert(_quantized_converter(twin, _representative(ctx, mode), mode)))
     scores = _scores(path, z)
     check = agreement(reference, scores)
     if BACKGROUND in reference:
@@ -84,11 +84,12 @@ def _quantized_artefact(ctx: ExportContext, folder, z, reference) -> dict:
     check["source_auroc"] = auroc_per_signal(reference)
     gaps = auroc_gaps(reference, scores)
     worst = min(gaps.items(), key=lambda kv: kv[1], default=None)
-    if worst is not None and worst[1] < -INT8_AUROC_TOLERANCE:
+    if worst is not None and worst[1] < -QUANTIZED_AUROC_TOLERANCE:
         raise KDError(f"tflite {mode} loses {-worst[1]:.4f} AUROC on signal '{worst[0]}' against the QKeras "
-                      f"student (allowed {INT8_AUROC_TOLERANCE}); train the student longer, or export without tflite")
+                      f"student (allowed {QUANTIZED_AUROC_TOLERANCE}); train the student longer, or export "
+                      f"without tflite")
     if ctx.data.dataset.signals:
-        tolerance = (f"AUROC >= QKeras AUROC - {INT8_AUROC_TOLERANCE} on every signal" if gaps
+        tolerance = (f"AUROC >= QKeras AUROC - {QUANTIZED_AUROC_TOLERANCE} on every signal" if gaps
                      else "not checked: no held-out background events to measure AUROC against")
     else:
         tolerance = _check_background_ranking(mode, reference.get(BACKGROUND), scores.get(BACKGROUND), check)
@@ -115,7 +116,7 @@ def _spearman_or_none(reference: np.ndarray, scores: np.ndarray):
     return float(value) if np.isfinite(value) else None
 
 
-def _representative(ctx: ExportContext, twin, mode: str) -> np.ndarray:
+def _representative(ctx: ExportContext, mode: str) -> np.ndarray:
     """Preprocessed background training events plus as many queries around them (never test data or signals).
 
     Background alone calibrates the output range to normal scores, so anomalies would saturate the output
@@ -131,23 +132,20 @@ def _representative(ctx: ExportContext, twin, mode: str) -> np.ndarray:
     half = min(REPRESENTATIVE_EVENTS // 2, len(dataset.train))
     background = dataset.train[np.sort(rng.choice(len(dataset.train), size=half, replace=False))]
     queries = make_queries(background, default_queries(dataset.layout), rng, dataset.layout)
-    preprocess = ctx.source.model.preprocessing.apply
-    background, queries = preprocess(background), preprocess(queries)
+    student = ctx.source.model
+    background, queries = student.preprocessing.apply(background), student.preprocessing.apply(queries)
     if mode == INT16X8:
-        limit = ENERGY_HEADROOM * _largest_output(twin, dataset.train, preprocess)
-        queries = queries[_twin_output(twin, queries) <= limit]
+        limit = ENERGY_HEADROOM * _largest_output(student, dataset.train)
+        queries = queries[model_output(student, queries) <= limit]
     return np.concatenate([background, queries])
 
 
-def _largest_output(twin, raw: np.ndarray, preprocess) -> float:
-    """Largest twin output over the raw events, in chunks (training splits can hold millions of events)."""
+def _largest_output(student, raw: np.ndarray) -> float:
+    """Largest model output over the raw events, in chunks (training splits can hold millions of events)."""
     if not len(raw):
         raise KDError("the data has no background training events to calibrate the quantized TFLite file on")
-    return max(float(np.max(_twin_output(twin, preprocess(raw[i:i + CHUNK])))) for i in range(0, len(raw), CHUNK))
-
-
-def _twin_output(twin, z: np.ndarray) -> np.ndarray:
-    return np.asarray(twin.predict(z, batch_size=4096, verbose=0)).reshape(-1)
+    return max(float(np.max(model_output(student, student.preprocessing.apply(raw[i:i + CHUNK]))))
+               for i in range(0, len(raw), CHUNK))
 
 
 def _quantized_converter(twin, representative: np.ndarray, mode: str):

@@ -57,8 +57,8 @@ def trigger(out: Path, data: Optional[str] = None, events: int = 200_000, arch: 
         "distill", f"{what}, {bits} bits -> {student_dir}",
         lambda: api.distill(teacher_path, data, student_dir, student=student, hidden=list(student_hidden),
                             quant={"bits": bits, "relu_bits": bits}, reweight=reweight, epochs=student_epochs,
-                            active_rounds=active_rounds, sparsity=sparsity, auto=auto, budget_macs=budget_macs, seed=seed,
-                            quiet=quiet, **distill_kwargs))
+                            active_rounds=active_rounds, sparsity=sparsity, auto=auto, budget_macs=budget_macs,
+                            seed=seed, quiet=quiet, **distill_kwargs))
     results = {"distill": result, "artefacts": {"teacher": str(teacher_path), "student": str(student_dir)}}
     markdown = ["## Teacher vs student", "", "```", comparison_table(result), "```", ""]
     if export:
