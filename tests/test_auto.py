@@ -118,6 +118,11 @@ def test_auto_respects_budget(small_search, tiny_teacher, tabular_file, tmp_path
     pruned = {tuple(t["hidden"]): t["sparsity"] for t in tried if t["sparsity"]}
     assert set(pruned) == {(8, 4), (16, 8)}  # 2x and 4x wider, pruned to fit
     assert 0 < pruned[(8, 4)] < pruned[(16, 8)] <= 0.95
+    first = [t for t in tried if not t["sparsity"] and t["active"] == "none"]  # (4, 2) is the only width
+    widened = [t for t in tried if t["sparsity"]]
+    head = widened[0]["head"]
+    assert {t["queries"] for t in widened} == set(auto._close_strategies(first, head))
+    assert all(t["head"] == head for t in widened) and len(widened) == 2 * len({t["queries"] for t in widened})
     with pytest.raises(KDError, match="no student fits the budget"):
         auto.auto_distill(teacher, data, tmp_path / "t", DistillConfig(epochs=2), budget_macs=10, quiet=True)
     assert not (tmp_path / "t").exists()
@@ -195,3 +200,12 @@ def test_near_ties_go_to_the_larger_student():
     assert auto._best(trials)["macs"] == 5824
     trials[1]["rank"] = 0.9240  # no longer a tie
     assert auto._best(trials)["macs"] == 3936
+
+
+def test_strategies_close_to_the_best_are_widened_too():
+    first = [{"head": "energy", "queries": "noise", "rank": 0.9664},
+             {"head": "energy", "queries": "broad", "rank": 0.9566},
+             {"head": "energy", "queries": "none", "rank": 0.9293},
+             {"head": "mlp", "queries": "noise+mixup", "rank": 0.9660}]
+    assert auto._close_strategies(first, "energy") == ["noise", "broad"]  # none is 0.037 behind; mlp not asked
+    assert auto._close_strategies(first, "mlp") == ["noise+mixup"]
