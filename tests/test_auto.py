@@ -209,3 +209,5 @@ def test_strategies_close_to_the_best_are_widened_too():
              {"head": "mlp", "queries": "noise+mixup", "rank": 0.9660}]
     assert auto._close_strategies(first, "energy") == ["noise", "broad"]  # none is 0.037 behind; mlp not asked
     assert auto._close_strategies(first, "mlp") == ["noise+mixup"]
+    near = [{"head": "energy", "queries": f"q{k}", "rank": 0.96 - 0.001 * k} for k in range(5)]
+    assert auto._close_strategies(near[::-1], "energy") == ["q0", "q1", "q2"]  # best first, PRUNED_MAX_STRATEGIES

@@ -47,6 +47,7 @@ PRUNED_WIDENING = (2, 4)
 # Query strategies whose first-stage rank is this close to the best are widened too: the ranking at the narrow
 # width does not always carry over to the wide pruned students (MNIST seed 1: 0.010 behind narrow, ahead wide).
 PRUNED_RANK_MARGIN = 0.02
+PRUNED_MAX_STRATEGIES = 3  # at most this many, the best first (bounds the search on data with object groups)
 
 
 def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budget_macs: Optional[int] = None,
@@ -111,7 +112,7 @@ def _search(search: Search, budget: dict) -> List[dict]:
     if not any(widths.values()):
         raise KDError(f"no student fits the budget {budget}; the smallest is {WIDTHS[0]}")
     first = [(strategy, head) for strategy in strategies_for(search.data.layout) for head in HEADS if widths[head]]
-    search.planned = len(first) + 2 + len(ACTIVE) + len(strategies_for(search.data.layout)) * len(PRUNED_WIDENING)
+    search.planned = len(first) + 2 + len(ACTIVE) + PRUNED_MAX_STRATEGIES * len(PRUNED_WIDENING)
     search.log.note(f"searching up to {search.planned} settings, each a student trained on "
                     f"{len(search.data.train):,} events (labels never read)")
     trials = [search.trial(strategy, head, widths[head][-1]) for strategy, head in first]
@@ -123,7 +124,7 @@ def _search(search: Search, budget: dict) -> List[dict]:
     best = _best(trials)
     trials += [search.trial(best["queries"], best["head"], best["hidden"], active) for active in ACTIVE]
     best = _best(trials)
-    strategies = [best["queries"]] + [q for q in to_widen if q != best["queries"]]
+    strategies = [best["queries"]] + [q for q in to_widen if q != best["queries"]][:PRUNED_MAX_STRATEGIES - 1]
     return trials + [t for q in strategies for t in _pruned_trials(search, {**best, "queries": q}, budget)]
 
 
@@ -155,10 +156,12 @@ def _widths_within(n_features: int, head: str, base: DistillConfig, budget: dict
 
 
 def _close_strategies(first: List[dict], head: str) -> List[str]:
-    """The query strategies whose first-stage rank with `head` is within PRUNED_RANK_MARGIN of the best."""
+    """The query strategies whose first-stage rank with `head` is within PRUNED_RANK_MARGIN of the best, best
+    first, at most PRUNED_MAX_STRATEGIES."""
     ranks = {t["queries"]: t["rank"] for t in first if t["head"] == head}
     top = max(ranks.values())
-    return [q for q, rank in ranks.items() if rank >= top - PRUNED_RANK_MARGIN]
+    close = sorted((q for q, rank in ranks.items() if rank >= top - PRUNED_RANK_MARGIN), key=lambda q: -ranks[q])
+    return close[:PRUNED_MAX_STRATEGIES]
 
 
 def _pruned_trials(search: Search, best: dict, budget: dict) -> List[dict]:
