@@ -125,7 +125,7 @@ def _search(search: Search, budget: dict) -> List[dict]:
     trials += [search.trial(best["queries"], best["head"], best["hidden"], active) for active in ACTIVE]
     best = _best(trials)
     strategies = [best["queries"]] + [q for q in to_widen if q != best["queries"]][:PRUNED_MAX_STRATEGIES - 1]
-    return trials + [t for q in strategies for t in _pruned_trials(search, {**best, "queries": q}, budget)]
+    return trials + _pruned_trials(search, best, strategies, budget)
 
 
 def strategies_for(layout: Optional[dict]) -> Dict[str, Dict[str, float]]:
@@ -164,14 +164,16 @@ def _close_strategies(first: List[dict], head: str) -> List[str]:
     return close[:PRUNED_MAX_STRATEGIES]
 
 
-def _pruned_trials(search: Search, best: dict, budget: dict) -> List[dict]:
-    """The best setting PRUNED_WIDENING times wider, each pruned just enough to fit the budget."""
+def _pruned_trials(search: Search, best: dict, strategies: Sequence[str], budget: dict) -> List[dict]:
+    """The best setting PRUNED_WIDENING times wider, each pruned just enough to fit the budget, with each of
+    the query `strategies`; the sparsity depends only on the widened shape, so it is found once per width."""
+    widened = [[factor * h for h in best["hidden"]] for factor in PRUNED_WIDENING]
+    fitted = [(wide, _sparsity_to_fit(search.data.n_features, best["head"], wide, search.base, budget))
+              for wide in widened]
     trials = []
-    for factor in PRUNED_WIDENING:
-        wide = [factor * h for h in best["hidden"]]
-        sparsity = _sparsity_to_fit(search.data.n_features, best["head"], wide, search.base, budget)
-        if sparsity is not None:
-            trial = search.trial(best["queries"], best["head"], wide, best["active"], sparsity)
+    for strategy in strategies:
+        for wide, sparsity in (pair for pair in fitted if pair[1] is not None):
+            trial = search.trial(strategy, best["head"], wide, best["active"], sparsity)
             trials += [trial] if _fits(trial, budget) else []
     return trials
 
