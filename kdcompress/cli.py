@@ -174,7 +174,8 @@ def _run_distill(a):
         chosen = result["selection"]["chosen"]
         print(f"--auto chose head {chosen['head']}, queries {chosen['queries']}, hidden {chosen['hidden']}, "
               f"active rounds {chosen['active']}, {chosen.get('sparsity', 0):.0%} of the weights pruned")
-    print(f"student written to {a.out} (metrics.json, student.json, model.h5, training.png)")
+    plots = "training.png, fidelity.png" + (", selection.png" if "selection" in result else "")
+    print(f"student written to {a.out} (metrics.json, student.json, model.h5, {plots})")
 
 
 def _run_demo(a):

@@ -23,6 +23,59 @@ def loss_curve(path, curves: Dict[str, Sequence[float]], title: str, ylabel: str
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend()
+    _save(fig, path, plt)
+
+
+def fidelity_scatter(path, teacher: Sequence[float], student: Sequence[float], n_normal: int, title: str) -> None:
+    """Student against teacher on the probe points, in target units: the normal events over the queries."""
+    import numpy as np
+    plt = _pyplot()
+    teacher, student = np.asarray(teacher, dtype=float), np.asarray(student, dtype=float)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(teacher[n_normal:], student[n_normal:], s=2, alpha=0.3, color="grey", label="queries",
+               rasterized=True)
+    ax.scatter(teacher[:n_normal], student[:n_normal], s=2, alpha=0.4, color="tab:blue",
+               label="normal (validation) events", rasterized=True)
+    both = np.concatenate([teacher, student])
+    low, high = np.nanmin(both), np.nanmax(both)
+    ax.plot([low, high], [low, high], color="black", linewidth=1, label="student = teacher")
+    ax.set_xlabel("teacher (target units)")
+    ax.set_ylabel("student")
+    ax.set_title(title)
+    ax.legend(loc="upper left", markerscale=4)
+    _save(fig, path, plt)
+
+
+def selection_map(path, trials: Sequence[dict], budget_macs=None) -> None:
+    """`--auto`: each trial's label-free fidelity rank against its non-zero MACs; the one flagged `chosen`
+    starred."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    strategies = sorted({t["queries"] for t in trials})
+    colours = {q: plt.get_cmap("tab10")(i % 10) for i, q in enumerate(strategies)}
+    markers = {"mlp": "o", "energy": "s"}
+    for t in trials:
+        ax.scatter(t["macs"], t["rank"], color=colours[t["queries"]], marker=markers.get(t["head"], "^"),
+                   edgecolors="black" if t.get("sparsity") else "none", s=40)
+    pick = [t for t in trials if t.get("chosen")]
+    if pick:
+        ax.scatter(pick[0]["macs"], pick[0]["rank"], marker="*", s=300, facecolors="none", edgecolors="red",
+                   label="chosen")
+    if budget_macs:
+        ax.axvline(budget_macs, color="red", linestyle="--", linewidth=1, label="MAC budget")
+    for q in strategies:
+        ax.scatter([], [], color=colours[q], label=f"queries {q}")
+    for head, marker in markers.items():
+        ax.scatter([], [], color="grey", marker=marker, label=f"head {head}")
+    ax.set_xscale("log")
+    ax.set_xlabel("non-zero MACs (black edge: pruned)")
+    ax.set_ylabel("fidelity rank (label-free)")
+    ax.set_title("distill --auto: settings tried")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(fig, path, plt)
+
+
+def _save(fig, path, plt) -> None:
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -96,6 +96,14 @@ def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tm
     assert config["active_rounds"] == (0 if chosen_active == "none" else auto.ACTIVE_ROUNDS)
     assert len(saved["training"].get("active_rounds", [])) == config["active_rounds"]
     assert set(saved["fidelity"]) == {"spearman", "spearman_normal", "top_1pct_auroc", "top_0.1pct_auroc"}
+    flagged = [row for row in saved["ablation"] if row["chosen"]]
+    chosen = saved["selection"]["chosen"]
+    assert len(flagged) == 1 and {k: flagged[0][k] for k in chosen} == chosen
+    assert _is_png(tmp_path / "a" / "selection.png") and _is_png(tmp_path / "a" / "fidelity.png")
+
+
+def _is_png(path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
 
 
 def test_default_budget_is_fifty_times_below_teacher(small_search, tiny_teacher, tabular_file, tmp_path):

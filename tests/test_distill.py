@@ -20,7 +20,9 @@ def tiny_student(tiny_teacher, tabular_file, tmp_path_factory):
 
 def test_student_folder_contract(tiny_student):
     out, result = tiny_student
-    assert {p.name for p in out.iterdir()} >= {"model.h5", "student.json", "metrics.json", "training.png"}
+    assert {p.name for p in out.iterdir()} == {"model.h5", "student.json", "metrics.json", "training.png",
+                                               "fidelity.png"}  # selection.png only with --auto
+    assert (out / "fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
     for who in ("teacher", "student"):
         assert set(metrics[who]) == {"anomaly"}

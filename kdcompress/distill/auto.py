@@ -67,7 +67,7 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
                  "tried": [_public(t) for t in trials], "criterion": "mean(spearman, spearman_normal, "
                  "top_1pct_auroc, top_0.1pct_auroc) on held-out teacher-labelled probes (spearman_normal: the "
                  "normal validation events alone); labels never used"}
-    ablation = _ablation(data, trials)
+    ablation = _ablation(data, trials, best)
     return distill(teacher, data, out, final, quiet=quiet, extra={"selection": selection, "ablation": ablation})
 
 
@@ -220,11 +220,12 @@ def _public(trial: dict) -> dict:
     return {k: v for k, v in trial.items() if k != "student"}
 
 
-def _ablation(data: Dataset, trials: List[dict]) -> List[dict]:
-    """Strategy x head table: fidelity, and AUROC where the data has labelled signals (evaluation only)."""
+def _ablation(data: Dataset, trials: List[dict], chosen: dict) -> List[dict]:
+    """Strategy x head table: fidelity, the chosen row flagged, and AUROC where the data has labelled signals
+    (evaluation only)."""
     rows = []
     for t in trials:
-        row = _public(t)
+        row = {**_public(t), "chosen": t is chosen}
         if data.signals:
             row["auroc"] = {k: v["auroc"] for k, v in summarise_scores(score_sets(t["student"].score, data)).items()}
         rows.append(row)

@@ -21,7 +21,7 @@ from ..students import Student, save_student
 from ..teachers import Teacher
 from . import pruning
 from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient
-from .fidelity import fidelity_of, probe_set, teacher_memorisation
+from .fidelity import fidelity, probe_set, teacher_memorisation
 from .queries import load_outliers, make_queries, plus_objects
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
@@ -95,7 +95,9 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     config = config or DistillConfig()
     student, history = fit_student(teacher, data, config, quiet)
     result = evaluate_pair(teacher, student, data)
-    result["fidelity"] = fidelity_of(teacher.score, student.score, probe_set(data.val, data.layout))
+    probe = probe_set(data.val, data.layout)
+    on_probe = teacher.score(probe.points), student.score(probe.points)
+    result["fidelity"] = fidelity(*on_probe, probe.n_normal)
     result["teacher_memorisation"] = teacher_memorisation(teacher.score, data.train, data.val)
     result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
     if "active" in history:
@@ -108,7 +110,18 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
         write_json(tmp / "metrics.json", result)
         plots.loss_curve(tmp / "training.png", {"train": history["loss"], "val": history["val_loss"]},
                          f"student regressing {config.target}(teacher score)", ylabel=config.loss)
+        teacher_targets = TARGETS.get(config.target)(on_probe[0] / student.meta["score_scale"])
+        plots.fidelity_scatter(tmp / "fidelity.png", teacher_targets, on_probe[1], probe.n_normal,
+                               _fidelity_title(result["fidelity"]))
+        if "ablation" in result:
+            plots.selection_map(tmp / "selection.png", result["ablation"], result["selection"]["budget"]["macs"])
     return result
+
+
+def _fidelity_title(fid: dict) -> str:
+    normal = fid.get("spearman_normal", float("nan"))
+    return (f"held-out probes: Spearman {fid['spearman']:.3f} (normal events {normal:.3f}),\n"
+            f"top-1% AUROC {fid['top_1pct_auroc']:.3f}")
 
 
 def default_queries(layout: Optional[dict]) -> Dict[str, float]:
