@@ -158,7 +158,7 @@ def test_distillation_section_shows_auto_selection_and_ablation(tiny_teacher, au
     assert on_disk.get("active_rounds") == recorded["training"].get("active_rounds")
     ablation = on_disk["ablation"]
     assert len(ablation) == len(recorded["ablation"]) == 7  # 2 strategies x 2 heads, the best at (4, 2), 2 active
-    assert [{k: v for k, v in row.items() if k != "chosen"} for row in ablation] == recorded["ablation"]
+    assert ablation == recorded["ablation"]  # `distill --auto` flags the chosen row itself
     chosen = recorded["selection"]["chosen"]
     marked = [row for row in ablation if row["chosen"]]
     assert len(marked) == 1
@@ -191,6 +191,9 @@ def test_distillation_section_shows_auto_selection_and_ablation(tiny_teacher, au
     page = (tmp_path / "report" / "report.html").read_text()
     assert "<h2>Distillation</h2>" in page and "<caption>Search (ablation)</caption>" in page
     assert page.count("<td>★</td>") == 1
+    figure = tmp_path / "report" / "plots" / "selection.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "plots/selection.png" in text
+    assert page.count('<img src="data:image/png;base64,') == len(report["figures"])
 
 
 def test_distillation_section_without_auto_has_fidelity_only(quick_report, tiny_student):
@@ -208,6 +211,7 @@ def test_distillation_section_without_auto_has_fidelity_only(quick_report, tiny_
     assert f"ratio {memo['ratio']:.2f}" in text and ("memorised its training events" in text) == memo["memorised"]
     assert "**Search (ablation)**" not in text and "| chosen |" not in text and "evaluation only" not in text
     assert "Search (ablation)" not in (out / "report.html").read_text()
+    assert not (out / "plots" / "selection.png").exists()
 
 
 def test_distillation_record_tolerates_missing_and_partial_metrics(quick_report, tmp_path):

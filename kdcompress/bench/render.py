@@ -9,6 +9,7 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
+from .. import plots
 from . import figures, metrics
 
 FIGURE_DIR = "plots"
@@ -108,7 +109,25 @@ def draw_figures(report: dict, scores: Dict[str, Dict[str, np.ndarray]], folder:
                                 row["rate"]["threshold"], f"threshold at {rate['target_khz']:g} kHz")
         drawn.append({"file": f"{folder.name}/{name}", "caption": f"{row['model']} score distributions",
                       "kind": "scores"})
-    return drawn
+    return drawn + _selection_figure(report, folder)
+
+
+def _selection_figure(report: dict, folder: Path) -> List[dict]:
+    """`distill --auto`'s settings tried, fidelity rank against non-zero MACs (when recorded)."""
+    record = report.get("distillation") or {}
+    trials = [t for t in record.get("ablation", []) if _is_number(t.get("macs")) and _is_number(t.get("rank"))
+              and isinstance(t.get("queries"), str)]
+    if not trials:
+        return []
+    budget = (record.get("selection") or {}).get("budget")
+    macs = budget.get("macs") if isinstance(budget, dict) and _is_number(budget.get("macs")) else None
+    plots.selection_map(folder / "selection.png", trials, macs)
+    return [{"file": f"{folder.name}/selection.png", "caption": "distill --auto: fidelity rank of each setting "
+             "tried against its non-zero MACs (star: chosen)", "kind": "selection"}]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def _score_axis(report: dict, model: str) -> str:
@@ -261,7 +280,7 @@ def _distillation(report: dict) -> Section:
                     "more training; gap = mean |student output - target| on the points added in that round, "
                     "before and after that training.")
         tables.append(_active_rounds_table(record["active_rounds"]))
-    return Section("Distillation", text, tables, [])
+    return Section("Distillation", text, tables, [f for f in report.get("figures", []) if f["kind"] == "selection"])
 
 
 def _memorisation_text(memo: dict) -> str:
