@@ -142,11 +142,36 @@ def test_objects_queries_add_objects_of_the_same_group():
         make_queries(flat, {"objects": 1.0}, rng, {"objects": 5, "per_object": 3})
 
 
+def test_harder_queries_scale_pt_only_and_keep_structure():
+    layout = {"objects": 5, "per_object": 3, "groups": [[1, 3], [3, 5]]}
+    rng = np.random.default_rng(0)
+    x = np.zeros((400, 5, 3), dtype=np.float32)
+    x[:, 0] = np.c_[rng.uniform(1, 50, 400), np.zeros(400), rng.uniform(-3, 3, 400)]  # MET-like
+    x[:200, 1] = np.c_[rng.uniform(10, 20, 200), rng.normal(size=200), rng.uniform(-3, 3, 200)]
+    x[:, 3:5] = np.stack([rng.uniform(30, 40, (400, 2)), rng.normal(size=(400, 2)), rng.uniform(-3, 3, (400, 2))], -1)
+    x[:, 3:5] = np.take_along_axis(x[:, 3:5], np.argsort(-x[:, 3:5, :1], axis=1), axis=1)
+    flat = x.reshape(400, -1)
+    q = make_queries(flat, {"harder": 2.0}, np.random.default_rng(1), layout)
+    assert q.shape == (800, 15) and np.array_equal(q, make_queries(flat, {"harder": 2.0}, np.random.default_rng(1),
+                                                                     layout))
+    objs = q.reshape(-1, 5, 3)
+    assert set(objs[:, :, 1].ravel()) <= set(x[:, :, 1].ravel())  # eta untouched (phi only re-wrapped)
+    assert np.all(objs[objs[:, :, 0] == 0] == 0)  # absent objects stay all zero
+    assert set((objs[:, :, 0] > 0).sum(axis=1)) <= set((x[:, :, 0] > 0).sum(axis=1))  # no object added or lost
+    for lo, hi in layout["groups"]:
+        assert np.all(np.diff(objs[:, lo:hi, 0], axis=1) <= 0)  # re-sorted by pT
+    ht, ht_data = objs[:, :, 0].sum(axis=1), x[:, :, 0].sum(axis=1)
+    assert ht.max() > 2 * ht_data.max() and ht.max() <= 4 * ht_data.max() + 1e-3  # up to 4x harder
+    assert objs[:, 0, 0].max() > 1.5 * x[:, 0, 0].max()  # MET scaled too
+    with pytest.raises(KDError, match="needs a layout"):
+        make_queries(flat, {"harder": 1.0}, rng, None)
+
+
 def test_default_queries_follow_the_layout(tiny_teacher, tabular_file, tmp_path):
     from kdcompress.data.adc2021 import LAYOUT
     from kdcompress.distill.score_regression import default_queries
     assert default_queries(None) == {"noise": 0.5, "mixup": 0.5}
-    assert default_queries(LAYOUT) == {"noise": 0.5, "mixup": 0.5, "objects": 0.5}
+    assert default_queries(LAYOUT) == {"noise": 0.5, "mixup": 0.5, "objects": 0.5, "harder": 0.5}
     distill(tiny_teacher, tabular_file, tmp_path / "s", hidden=[4], epochs=1, seed=0, quiet=True, min_queries=100)
     recorded = json.loads((tmp_path / "s" / "student.json").read_text())["config"]["queries"]
     assert recorded == {"noise": 0.5, "mixup": 0.5}

@@ -11,12 +11,12 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from ..registry import SCORES
-from .queries import feature_spread, make_queries, plus_objects, repair_structure
+from .queries import feature_spread, make_queries, plus_physics, repair_structure
 
 ACTIVE_METHODS = ("sampled", "ascent")
 POOL_FACTOR = 4  # candidates scored per point kept
 POOL_STRATEGIES = {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15}
-POOL_OBJECTS = 0.15  # fraction of `objects` candidates where the layout has object groups
+POOL_PHYSICS = 0.15  # fraction of `objects` and of `harder` candidates where the layout has object groups
 ASCENT_STEPS = 10
 ASCENT_STEP = 0.1  # per step, in units of each feature's standard deviation
 
@@ -28,7 +28,7 @@ def disagreement_queries(x: np.ndarray, count: int, label: Callable, student, rn
     if count <= 0 or len(x) == 0:
         return np.zeros((0, x.shape[1]), dtype=np.float32)
     pool_fraction = POOL_FACTOR * count / len(x)
-    mix = plus_objects(POOL_STRATEGIES, POOL_OBJECTS, layout)
+    mix = plus_physics(POOL_STRATEGIES, POOL_PHYSICS, layout)
     pool = make_queries(x, {k: v * pool_fraction for k, v in mix.items()}, rng, layout)
     gap = np.abs(student.score(pool) - label(pool))
     top = pool[np.argsort(-gap, kind="stable")[:count]]

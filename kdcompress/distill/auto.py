@@ -32,6 +32,9 @@ STRATEGIES: Dict[str, Dict[str, float]] = {
 OBJECT_STRATEGIES: Dict[str, Dict[str, float]] = {  # tried too where the layout has object groups
     "noise+mixup+objects": {"noise": 0.5, "mixup": 0.5, "objects": 0.5},
     "broad+objects": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15, "objects": 0.5},
+    "noise+mixup+objects+harder": {"noise": 0.5, "mixup": 0.5, "objects": 0.5, "harder": 0.5},
+    "broad+objects+harder": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15, "objects": 0.5,
+                             "harder": 0.5},
 }
 HEADS = ("mlp", "energy")
 ACTIVE = ("sampled", "ascent")  # tried on the best setting: disagreement-driven rounds on top of its queries

@@ -14,10 +14,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..bench.metrics import spearman, top_fraction_auroc
-from .queries import make_queries, plus_objects
+from .queries import make_queries, plus_physics
 
 PROBE_STRATEGIES = {"noise": 0.5, "mixup": 0.25, "box": 0.125, "marginals": 0.125}
-PROBE_OBJECTS = 0.25  # fraction of `objects` probes where the layout has object groups
+PROBE_PHYSICS = 0.25  # fraction of `objects` and of `harder` probes where the layout has object groups
 PROBE_SEED = 20231  # fixed: the probe set must not depend on the training seed
 MAX_PROBE_BASE = 20_000
 MIN_PROBE_QUERIES = 10_000  # so that the top 0.1% holds at least 10 points even for small data sets
@@ -34,7 +34,7 @@ def probe_set(val: np.ndarray, layout: Optional[dict]) -> Probe:
     rng = np.random.default_rng(PROBE_SEED)
     base = val[rng.permutation(len(val))[:MAX_PROBE_BASE]]
     factor = max(1.0, MIN_PROBE_QUERIES / max(1, len(base)))
-    mix = plus_objects(PROBE_STRATEGIES, PROBE_OBJECTS, layout)
+    mix = plus_physics(PROBE_STRATEGIES, PROBE_PHYSICS, layout)
     strategies = {name: fraction * factor for name, fraction in mix.items()}
     return Probe(np.concatenate([base, make_queries(base, strategies, rng, layout)]), len(base))
 

@@ -22,9 +22,13 @@ def has_object_groups(layout: Optional[dict]) -> bool:
     return bool((layout or {}).get("groups"))
 
 
-def plus_objects(mix: Dict[str, float], fraction: float, layout: Optional[dict]) -> Dict[str, float]:
-    """`mix` with `objects: fraction` added where the layout has object groups, else `mix` unchanged."""
-    return {**mix, "objects": fraction} if has_object_groups(layout) else dict(mix)
+PHYSICS_STRATEGIES = ("objects", "harder")  # queries for layouts of physics objects in groups (ADC2021)
+
+
+def plus_physics(mix: Dict[str, float], fraction: float, layout: Optional[dict]) -> Dict[str, float]:
+    """`mix` with `objects` and `harder` queries, `fraction` each, added where the layout has object groups,
+    else `mix` unchanged."""
+    return {**mix, **{name: fraction for name in PHYSICS_STRATEGIES}} if has_object_groups(layout) else dict(mix)
 
 
 def feature_spread(x: np.ndarray) -> np.ndarray:
@@ -87,6 +91,39 @@ def extra_objects(x: np.ndarray, n: int, rng: np.random.Generator, layout: Optio
     return q, q
 
 
+HARDER_MAX_FACTOR = 4.0
+
+
+@QUERIES.register("harder")
+def harder_objects(x: np.ndarray, n: int, rng: np.random.Generator, layout: Optional[dict] = None) -> np.ndarray:
+    """Harder events: pT scaled up by a factor log-uniform in [1, HARDER_MAX_FACTOR], for every object of
+    the event (half the queries) or for one of its objects, MET included (the other half); groups re-sorted.
+
+    Heavy new particles give harder objects and more missing energy than the normal data reaches, out where
+    Gaussian noise in standardised units rarely goes. Needs a (pT, eta, phi) layout."""
+    if not layout or int(layout.get("per_object", 0)) < 1:
+        raise KDError("query strategy 'harder' needs a layout of objects with pT first (ADC2021 data has one)")
+    per = int(layout["per_object"])
+    q = x[rng.integers(0, len(x), n)].reshape(n, -1, per).copy()
+    factor = np.exp(rng.uniform(0.0, np.log(HARDER_MAX_FACTOR), n))
+    present = q[:, :, 0] > 0
+    whole = rng.random(n) < 0.5
+    one = _one_present_slot(present, rng)
+    scale = np.where(whole[:, None] | (np.arange(q.shape[1]) == one[:, None]), factor[:, None], 1.0)
+    q[:, :, 0] *= scale
+    for lo, hi in layout.get("groups", []):
+        order = np.argsort(-q[:, lo:hi, 0], axis=1, kind="stable")
+        q[:, lo:hi] = np.take_along_axis(q[:, lo:hi], order[:, :, None], axis=1)
+    q = q.reshape(n, -1)
+    return q, q
+
+
+def _one_present_slot(present: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per event, the index of one slot drawn uniformly among its present ones (0 when none is)."""
+    keys = np.where(present, rng.random(present.shape), -1.0)
+    return np.argmax(keys, axis=1)
+
+
 def _fill_empty_slots(block: np.ndarray, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Fill the first k of each event's empty slots (k uniform in 1..#empty) from `pool`; sort by pT."""
     empty = block[:, :, 0] == 0
@@ -109,7 +146,7 @@ def pixel_noise(x: np.ndarray, n: int, rng: np.random.Generator, sigma: float = 
 # Outliers are real data, pixel noise lights every pixel and `objects` fills slots the normal data may
 # never fill, by design: their features are never reset, even those constant in the normal data.
 KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects")
-NEEDS_LAYOUT = ("objects",)
+NEEDS_LAYOUT = ("objects", "harder")
 
 
 def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Generator,
