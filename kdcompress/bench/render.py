@@ -228,8 +228,12 @@ def _latency(report: dict) -> Section:
     return Section("Latency and throughput", text, [Table(header, rows)], [])
 
 
+def _figures_of(report: dict, kind: str) -> List[dict]:
+    return [f for f in report.get("figures", []) if f["kind"] == kind]
+
+
 def _plots(report: dict, kind: str, title: str) -> Section:
-    images = [f for f in report.get("figures", []) if f["kind"] == kind]
+    images = _figures_of(report, kind)
     text = ([f"Log FPR axis; dotted lines at FPR 1e-5, 1e-4 and the target trigger rate where the background "
              f"sample resolves them. Artefacts whose scores equal their model's within a relative "
              f"{SAME_MODEL_REL_DIFF:g} are not drawn again."] if kind == "roc" else
@@ -280,7 +284,7 @@ def _distillation(report: dict) -> Section:
                     "more training; gap = mean |student output - target| on the points added in that round, "
                     "before and after that training.")
         tables.append(_active_rounds_table(record["active_rounds"]))
-    return Section("Distillation", text, tables, [f for f in report.get("figures", []) if f["kind"] == "selection"])
+    return Section("Distillation", text, tables, _figures_of(report, "selection"))
 
 
 def _memorisation_text(memo: dict) -> str:
