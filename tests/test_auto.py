@@ -219,3 +219,21 @@ def test_strategies_close_to_the_best_are_widened_too():
     assert auto._close_strategies(first, "mlp") == ["noise+mixup"]
     near = [{"head": "energy", "queries": f"q{k}", "rank": 0.96 - 0.001 * k} for k in range(5)]
     assert auto._close_strategies(near[::-1], "energy") == ["q0", "q1", "q2"]  # best first, PRUNED_MAX_STRATEGIES
+
+
+def test_pruned_trial_over_budget_after_training_is_dropped_and_said(monkeypatch):
+    notes = []
+
+    class FakeSearch:
+        data = type("D", (), {"n_features": 12})()
+        base = auto.DistillConfig()
+        log = type("L", (), {"note": staticmethod(notes.append)})()
+
+        def trial(self, strategy, head, hidden, active, sparsity):
+            return {"queries": strategy, "macs": 70 if strategy == "broad" else 50, "bops": 1}
+
+    best = {"hidden": [8, 4], "head": "mlp", "active": "none"}
+    monkeypatch.setattr(auto, "PRUNED_WIDENING", (2,))
+    kept = auto._pruned_trials(FakeSearch(), best, ["noise", "broad"], {"macs": 60, "bops": None})
+    assert [t["queries"] for t in kept] == ["noise"]
+    assert len(notes) == 1 and "70 MACs" in notes[0] and "exceed the budget" in notes[0]

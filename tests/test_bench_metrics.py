@@ -239,3 +239,41 @@ def test_file_bytes(tmp_path):
     assert size.file_bytes(tmp_path) == 15
     with pytest.raises(KDError):
         size.file_bytes(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- student against teacher per signal
+
+def test_tracking_bias_is_against_the_background_at_equal_teacher_score():
+    from kdcompress.bench import tracking
+    t_bg = np.arange(100) / 10.0  # 0.0 .. 9.9, 20 bins of 5 events
+    s_bg = t_bg + np.where(t_bg < 5.0, 0.2, 0.0)  # the student is 0.2 high on the lower half only
+    low, high = np.array([2.0, 2.1]), np.array([7.0, 7.1])
+    record = tracking.signal_bias((t_bg, s_bg), {
+        "like_background": (np.r_[low, high], np.r_[low + 0.2, high]),
+        "under_scored": (low, low),  # 0.2 below the background's residual there
+        "half_above": (np.array([3.0, 12.0]), np.array([3.2, 13.0])),  # 12 is above: +1 against the top bin's 0
+    })
+    assert record["background"] == {"events": 100, "mean_abs_residual": pytest.approx(0.1),
+                                    "top_teacher_score": pytest.approx(9.801)}  # its 99th percentile
+    signals = record["signals"]
+    assert signals["like_background"]["within"] == {"fraction": 1.0, "bias": pytest.approx(0.0, abs=1e-12)}
+    assert signals["like_background"]["above"] == {"fraction": 0.0, "bias": None}
+    assert signals["under_scored"]["within"]["bias"] == pytest.approx(-0.2)
+    assert signals["half_above"]["within"] == {"fraction": 0.5, "bias": pytest.approx(0.0, abs=1e-12)}
+    assert signals["half_above"]["above"] == {"fraction": 0.5, "bias": pytest.approx(1.0)}
+
+
+def test_tracking_puts_both_scores_in_the_students_target_space():
+    from kdcompress.bench import tracking
+    meta = {"score_transform": "log1p", "score_scale": 0.125, "output_transform": "log1p"}
+    teacher, student = tracking.to_target_space(np.array([0.125 * (np.e - 1)]), np.array([np.e ** 2 - 1]), meta)
+    assert teacher == pytest.approx([1.0]) and student == pytest.approx([2.0])
+    teacher, student = tracking.to_target_space(np.array([3.0]), np.array([-0.5]), {"score_transform": "identity"})
+    assert teacher == pytest.approx([3.0]) and student == pytest.approx([-0.5])  # MLP heads: output as is
+
+
+def test_tracking_curve_skips_sparse_bins():
+    from kdcompress.bench import tracking
+    teacher = np.r_[np.full(tracking.MIN_BIN_EVENTS, 0.5), np.full(tracking.MIN_BIN_EVENTS - 1, 1.5)]
+    centres, means = tracking.binned_residuals(teacher, teacher + 0.3, np.array([0.0, 1.0, 2.0]))
+    assert centres == pytest.approx([0.5]) and means == pytest.approx([0.3])

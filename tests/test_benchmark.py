@@ -62,6 +62,20 @@ def test_report_files_and_json_contract(quick_report):
         assert ROW_KEYS <= set(row), row["model"]
         assert set(row["auroc"]) == {"anomaly"} and 0 <= row["auroc"]["anomaly"] <= 1
         assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"] and row["events_per_s"] > 0
+    tracked = on_disk["tracking"]
+    assert tracked["background"]["events"] == TEST_EVENTS and set(tracked["signals"]) == {"anomaly"}
+    within, above = tracked["signals"]["anomaly"]["within"], tracked["signals"]["anomaly"]["above"]
+    assert within["fraction"] + above["fraction"] == pytest.approx(1.0)
+
+
+def test_detection_section_shows_how_the_student_tracks_the_teacher(quick_report):
+    out, report = quick_report
+    text = (out / "report.md").read_text()
+    header, rows = _md_table_rows(text, "Student minus teacher at equal teacher score (background: mean "
+                                  f"|student - teacher| {report['tracking']['background']['mean_abs_residual']:.3f})")
+    assert [row[0] for row in rows] == ["anomaly"] and "bias there" in header
+    assert [f["file"] for f in report["figures"] if f["kind"] == "tracking"] == ["plots/tracking.png"]
+    assert text.index("plots/tracking.png") < text.index("## Trigger rate")  # drawn in the Detection section
 
 
 def test_sizes_and_ratios(quick_report, tiny_student, tiny_teacher):
@@ -104,7 +118,7 @@ def test_html_is_self_contained_and_markdown_has_tables(quick_report):
     out, report = quick_report
     page = (out / "report.html").read_text()
     n_figures = len(report["figures"])
-    assert n_figures == 1 + 3  # one ROC overlay for the one signal, one score histogram per model
+    assert n_figures == 1 + 3 + 1  # ROC overlay for the one signal, score histogram per model, tracking
     assert page.count('<img src="data:image/png;base64,') == n_figures
     assert 'src="plots/' not in page and "<table>" in page
     text = (out / "report.md").read_text()

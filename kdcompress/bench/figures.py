@@ -91,3 +91,24 @@ def score_histogram(path: Path, title: str, xlabel: str, background: np.ndarray,
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
+
+
+def tracking_plot(path: Path, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], background_top: float,
+                  xlabel: str) -> None:
+    """Mean student - teacher against teacher score, one line per set (background first)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for i, (name, (centres, means)) in enumerate(curves.items()):
+        style = {"color": "grey", "linewidth": 2.0} if i == 0 else {"linewidth": 1.2}
+        ax.plot(centres, means, marker="o", markersize=3, label=name, **style)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.axvline(background_top, color="grey", linestyle=":", linewidth=1,
+               label="background's 99th percentile of teacher score")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean student - teacher (same units)")
+    ax.set_title("Student against teacher at equal teacher score")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from .. import plots
-from . import figures, metrics
+from . import figures, metrics, tracking
 
 FIGURE_DIR = "plots"
 PRIMARY_RUNTIME = {"teacher": "torch", "student": "keras", "baseline": "torch"}
@@ -109,7 +109,25 @@ def draw_figures(report: dict, scores: Dict[str, Dict[str, np.ndarray]], folder:
                                 row["rate"]["threshold"], f"threshold at {rate['target_khz']:g} kHz")
         drawn.append({"file": f"{folder.name}/{name}", "caption": f"{row['model']} score distributions",
                       "kind": "scores"})
-    return drawn + _selection_figure(report, folder)
+    return drawn + _tracking_figure(report, scores, folder) + _selection_figure(report, folder)
+
+
+def _tracking_figure(report: dict, scores: Dict[str, Dict[str, np.ndarray]], folder: Path) -> List[dict]:
+    """Mean student - teacher against teacher score for the background and each signal."""
+    if not report.get("tracking"):
+        return []
+    teacher = scores[f"teacher / {PRIMARY_RUNTIME['teacher']}"]
+    student = scores[f"student / {PRIMARY_RUNTIME['student']}"]
+    pairs = {name: tracking.to_target_space(teacher[name], student[name], report["models"]["student"])
+             for name in teacher}
+    every = np.concatenate([t for t, _ in pairs.values()])
+    edges = np.unique(np.quantile(every, np.linspace(0.0, 1.0, 2 * tracking.BINS + 1)))
+    curves = {name: tracking.binned_residuals(t, s, edges) for name, (t, s) in pairs.items()}
+    axis = f"teacher score as the student's target ({report['models']['student'].get('score_transform')})"
+    top = report["tracking"]["background"]["top_teacher_score"]
+    figures.tracking_plot(folder / "tracking.png", curves, top, axis)
+    return [{"file": f"{folder.name}/tracking.png", "kind": "tracking",
+             "caption": "student minus teacher at equal teacher score, background and each signal"}]
 
 
 def _selection_figure(report: dict, folder: Path) -> List[dict]:
@@ -174,7 +192,29 @@ def _detection(report: dict) -> Section:
             "(fraction of signal above the threshold that lets that fraction of background through)."]
     for fpr in (1e-5, 1e-4):
         tables.append(_per_signal_table(report, lambda r, k=metrics.fpr_key(fpr): r[k], f"TPR at FPR = {fpr:g}"))
-    return Section("Detection", text, tables, [])
+    if report.get("tracking"):
+        text.append(TRACKING_TEXT)
+        tables.append(_tracking_table(report["tracking"]))
+    return Section("Detection", text, tables, _figures_of(report, "tracking"))
+
+
+TRACKING_TEXT = ("Where the student departs from its teacher: each signal's student-minus-teacher score (in the "
+                 "student's target units) minus the background's at the same teacher score. Negative within the "
+                 "background's range (up to its 99th percentile of teacher score) costs AUROC: the student ranks "
+                 "those events below normal events the teacher scored the same.")
+
+
+def _tracking_table(record: dict) -> Table:
+    rows = []
+    for name, entry in record["signals"].items():
+        within, above = entry["within"], entry["above"]
+        rows.append([name, _percent(within["fraction"]), _fmt(within["bias"], "+.3f"),
+                     _percent(above["fraction"]), _fmt(above["bias"], "+.3f")])
+    caption = (f"Student minus teacher at equal teacher score (background: mean |student - teacher| "
+               f"{record['background']['mean_abs_residual']:.3f})")
+    return Table(["signal", "events within background range", "bias there", "events above it",
+                  "bias there (against the top bin)"],
+                 rows, caption)
 
 
 def _rate(report: dict) -> Section:

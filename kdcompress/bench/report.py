@@ -16,7 +16,7 @@ import numpy as np
 from ..data import Dataset, load_dataset
 from ..errors import KDError
 from ..fileio import atomic_dir, read_json, sha256_file, write_json
-from . import metrics, size
+from . import metrics, size, tracking
 from .latency import Budget, batch_throughput, single_event_latency
 from .machine import describe_machine, load_average, usable_cores, versions
 from .runtimes import HlsCsimRuntime, KerasRuntime, OnnxRuntime, Runtime, TFLiteRuntime, TorchRuntime
@@ -312,12 +312,13 @@ def measure(inputs: Inputs, settings: Settings, folder: Path, say):
             runtime.close()
     _add_agreement(rows, scores)
     _add_ratios(rows, machine)
+    tracking_record = _tracking(inputs.student.meta, scores)
     machine["load_average_at_end"] = load_average()
     report = {"format": FORMAT_TAG, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "settings": settings.describe(), "machine": machine, "versions": versions(),
               "data": _describe_data(inputs), "models": _describe_models(inputs, baseline_info),
               "distillation": _describe_distillation(inputs.student_path),
-              "rate": _describe_rate(inputs.dataset, settings), "rows": rows}
+              "rate": _describe_rate(inputs.dataset, settings), "rows": rows, "tracking": tracking_record}
     report["notes"] = _notes(report, inputs)
     return _json_safe(report), scores
 
@@ -438,6 +439,15 @@ def _add_agreement(rows: List[dict], scores: Dict[str, Dict[str, np.ndarray]]) -
                             "identical_fraction": float(np.mean(diff == 0))}
 
 
+def _tracking(meta: dict, scores: Dict[str, Dict[str, np.ndarray]]) -> Optional[dict]:
+    """Student minus teacher at equal teacher score, per signal (tracking.signal_bias); None without signals."""
+    teacher = scores[f"teacher / {REFERENCE_RUNTIME['teacher']}"]
+    student = scores[f"student / {REFERENCE_RUNTIME['student']}"]
+    pairs = {name: tracking.to_target_space(teacher[name], student[name], meta) for name in teacher}
+    background = pairs.pop("background")
+    return tracking.signal_bias(background, pairs) if pairs else None
+
+
 def _ratio(numerator, denominator) -> Optional[float]:
     if numerator is None or denominator is None or denominator == 0:
         return None
@@ -484,6 +494,8 @@ def _describe_models(inputs: Inputs, baseline: Optional[dict]) -> dict:
         "student": {"path": str(inputs.student_path), "sha256": sha256_file(inputs.student_path / MODEL_FILE),
                     "student": student.meta.get("student"), "hidden": student.meta.get("config", {}).get("hidden"),
                     "quant": student.meta.get("quant"), "score_transform": student.meta.get("score_transform"),
+                    "score_scale": student.meta.get("score_scale"),
+                    "output_transform": student.meta.get("output_transform"),
                     "method": student.meta.get("method"),
                     "distilled_from_this_teacher": student.meta.get("teacher_fingerprint") == fingerprint},
         "baseline": baseline,

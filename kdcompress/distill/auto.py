@@ -178,7 +178,11 @@ def _pruned_trials(search: Search, best: dict, strategies: Sequence[str], budget
     for strategy in strategies:
         for wide, sparsity in (pair for pair in fitted if pair[1] is not None):
             trial = search.trial(strategy, best["head"], wide, best["active"], sparsity)
-            trials += [trial] if _fits(trial, budget) else []
+            if _fits(trial, budget):
+                trials.append(trial)
+            else:
+                search.log.note(f"  not kept: {trial['macs']:,} MACs / {trial['bops']:,} BOPs after training "
+                                f"exceed the budget")
     return trials
 
 
