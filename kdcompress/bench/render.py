@@ -118,8 +118,7 @@ def _tracking_figure(report: dict, scores: Dict[str, Dict[str, np.ndarray]], fol
         return []
     teacher = scores[f"teacher / {PRIMARY_RUNTIME['teacher']}"]
     student = scores[f"student / {PRIMARY_RUNTIME['student']}"]
-    pairs = {name: tracking.to_target_space(teacher[name], student[name], report["models"]["student"])
-             for name in teacher}
+    pairs = tracking.pairs_in_target_space(teacher, student, report["models"]["student"])
     every = np.concatenate([t for t, _ in pairs.values()])
     edges = np.unique(np.quantile(every, np.linspace(0.0, 1.0, 2 * tracking.BINS + 1)))
     curves = {name: tracking.binned_residuals(t, s, edges) for name, (t, s) in pairs.items()}

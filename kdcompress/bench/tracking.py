@@ -31,6 +31,12 @@ def to_target_space(teacher: np.ndarray, student_raw: np.ndarray, meta: dict) ->
     return teacher, student
 
 
+def pairs_in_target_space(teacher: Dict[str, np.ndarray], student: Dict[str, np.ndarray],
+                          meta: dict) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Per set (background and each signal): (teacher, student) in target space."""
+    return {name: to_target_space(teacher[name], student[name], meta) for name in teacher}
+
+
 def signal_bias(background: Tuple[np.ndarray, np.ndarray], signals: Dict[str, Tuple[np.ndarray, np.ndarray]],
                 bins: int = BINS) -> dict:
     """Per signal: share and mean bias of events within / above the background's teacher-score range
