@@ -112,8 +112,7 @@ def harder_objects(x: np.ndarray, n: int, rng: np.random.Generator, layout: Opti
     scale = np.where(whole[:, None] | (np.arange(q.shape[1]) == one[:, None]), factor[:, None], 1.0)
     q[:, :, 0] *= scale
     for lo, hi in layout.get("groups", []):
-        order = np.argsort(-q[:, lo:hi, 0], axis=1, kind="stable")
-        q[:, lo:hi] = np.take_along_axis(q[:, lo:hi], order[:, :, None], axis=1)
+        q[:, lo:hi] = _sorted_by_pt(q[:, lo:hi])
     q = q.reshape(n, -1)
     return q, q
 
@@ -131,7 +130,11 @@ def _fill_empty_slots(block: np.ndarray, pool: np.ndarray, rng: np.random.Genera
     k = np.floor(rng.random(len(block)) * n_empty).astype(int) + 1
     fill = empty & (np.cumsum(empty, axis=1) <= k[:, None])
     donors = pool[rng.integers(0, len(pool), block.shape[:2])]
-    block = np.where(fill[:, :, None], donors, block)
+    return _sorted_by_pt(np.where(fill[:, :, None], donors, block))
+
+
+def _sorted_by_pt(block: np.ndarray) -> np.ndarray:
+    """Each event's slots (events, slots, features) in decreasing pT (feature 0), ties in slot order."""
     order = np.argsort(-block[:, :, 0], axis=1, kind="stable")
     return np.take_along_axis(block, order[:, :, None], axis=1)
 
