@@ -1,7 +1,7 @@
 """Teacher beside student on the background test split and every signal: AUROC, TPR@FPR, size."""
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,17 @@ def score_sets(score: Callable[[np.ndarray], np.ndarray], data: Dataset) -> Dict
 def summarise_scores(scores: Dict[str, np.ndarray]) -> dict:
     signals = {k: v for k, v in scores.items() if k != "background"}
     return metrics.summarise(scores["background"], signals) if signals else {}
+
+
+def tracking_record(teacher_scores: Dict[str, np.ndarray], student_scores: Dict[str, np.ndarray],
+                    meta: dict) -> Optional[dict]:
+    """Student minus teacher at equal teacher score per signal (bench.tracking); None without signals.
+
+    `student_scores` come from Student.score, already in the target space."""
+    from .bench import tracking  # imports distill.targets, and distill imports this module
+    pairs = tracking.pairs_in_target_space(teacher_scores, student_scores, {**meta, "output_transform": "none"})
+    background = pairs.pop("background")
+    return tracking.signal_bias(background, pairs) if pairs else None
 
 
 def teacher_size(teacher) -> dict:
@@ -46,4 +57,17 @@ def comparison_table(result: dict) -> str:
     lines.append(f"MACs: teacher {macs['teacher']:,}  student {macs['student']:,}  "
                  f"({macs['teacher'] / max(1, macs['student']):.0f}x fewer); params: teacher "
                  f"{params['teacher']:,}  student {params['student']:,}")
+    if result.get("tracking"):
+        lines += _tracking_lines(result["tracking"])
     return "\n".join(lines)
+
+
+def _tracking_lines(record: dict) -> List[str]:
+    """Per signal: share of events within / above the background's teacher-score range and the bias there."""
+    lines = ["student minus teacher at equal teacher score, target units (negative within range costs AUROC):",
+             f"{'signal':<14}{'within':>8}{'bias':>9}{'above':>8}{'bias':>9}"]
+    for name, entry in record["signals"].items():
+        cells = [f"{part['fraction']:>8.1%}" + (f"{part['bias']:>+9.3f}" if part["bias"] is not None else f"{'-':>9}")
+                 for part in (entry["within"], entry["above"])]
+        lines.append(f"{name:<14}" + "".join(cells))
+    return lines

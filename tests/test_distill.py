@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from kdcompress import KDError, load_dataset
 from kdcompress.api import distill
@@ -30,12 +31,32 @@ def test_student_folder_contract(tiny_student):
     assert metrics["macs"]["student"] == 12 * 8 + 8 * 1
     assert metrics["macs"]["teacher"] > 10 * metrics["macs"]["student"]
     assert metrics["params"]["student"] == 12 * 8 + 8 + 8 + 1
+    parts = metrics["tracking"]["signals"]["anomaly"]
+    assert parts["within"]["fraction"] + parts["above"]["fraction"] == pytest.approx(1.0)
     memo = metrics["teacher_memorisation"]
     assert memo["median_train"] > 0 and memo["ratio"] == pytest.approx(memo["median_val"] / memo["median_train"])
     meta = json.loads((out / "student.json").read_text())
     assert meta["score_transform"] == "log1p" and meta["seed"] == 1
     assert meta["quant"]["bits"] == 8 and len(meta["preprocessing"]["shift"]) == 12
     assert meta["teacher_fingerprint"] and meta["data_fingerprint"]
+
+
+def test_tracking_record_takes_student_scores_as_already_in_target_space():
+    from kdcompress.evaluate import comparison_table, tracking_record
+    rng = np.random.default_rng(0)
+    teacher = {"background": rng.exponential(2.0, 5000), "sig": rng.exponential(2.0, 500)}
+    meta = {"score_scale": 2.0, "score_transform": "log1p", "output_transform": "log1p"}
+    student = {"background": np.log1p(teacher["background"] / 2.0),
+               "sig": np.log1p(teacher["sig"] / 2.0) - 0.1}  # what Student.score returns: log1p applied
+    record = tracking_record(teacher, student, meta)
+    within = record["signals"]["sig"]["within"]
+    assert within["bias"] == pytest.approx(-0.1) and record["background"]["mean_abs_residual"] == pytest.approx(0.0)
+    assert tracking_record({"background": teacher["background"]}, {"background": student["background"]},
+                           meta) is None
+    table = comparison_table({"teacher": {}, "student": {}, "macs": {"teacher": 10, "student": 1},
+                              "params": {"teacher": 10, "student": 1}, "tracking": record})
+    row = next(line for line in table.splitlines() if line.startswith("sig "))
+    assert f"{within['fraction']:.1%}" in row and "-0.100" in row
 
 
 def test_reloaded_student_scores_match_metrics(tiny_student, tabular_file):
@@ -117,6 +138,63 @@ def test_queries_shapes_seeds_and_structure():
     assert absent[:, 2].any() and not absent[:, 2].all()
 
 
+def test_inrange_queries_stay_within_each_features_range():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(300, 4)), rng.exponential(size=(300, 2))], axis=1).astype(np.float32)
+    q = make_queries(x, {"inrange": 1.0}, np.random.default_rng(1))
+    again = make_queries(x, {"inrange": 1.0}, np.random.default_rng(1))
+    assert q.shape == (300, 6) and np.array_equal(q, again)
+    assert np.all(q >= x.min(axis=0)) and np.all(q <= x.max(axis=0))
+    at_bound = (q == x.min(axis=0)) | (q == x.max(axis=0))
+    assert 0.05 < at_bound.mean() < 0.6  # clipped, not collapsed onto the bounds
+    copies = np.mean([np.any(np.all(row == x, axis=1)) for row in q])
+    assert copies < 0.02  # off the data: only mixup of an event with itself gives it back
+    layout = {"objects": 2, "per_object": 3}
+    x = np.abs(rng.normal(size=(200, 6))).astype(np.float32)
+    x[:100, 3:] = 0.0
+    objs = make_queries(x, {"inrange": 1.0}, np.random.default_rng(2), layout).reshape(-1, 2, 3)
+    absent = objs[:, 1, 0] == 0
+    assert absent.any() and np.all(objs[absent, 1] == 0.0) and np.all(objs[:, :, 0] >= 0)
+
+
+def test_uphill_queries_climb_the_teachers_score_within_range(tiny_teacher, tabular_file):
+    from kdcompress.distill.active import teacher_gradient
+    from kdcompress.distill.queries import in_range, uphill
+    from kdcompress.teachers import load_teacher
+    teacher, x = load_teacher(tiny_teacher), load_dataset(tabular_file).train[:400]
+    gradient = teacher_gradient(teacher, note=print)
+    q, base = uphill(x, 400, np.random.default_rng(3), gradient)
+    again, _ = uphill(x, 400, np.random.default_rng(3), gradient)
+    assert q.shape == x.shape and np.array_equal(q, again)
+    assert np.all(q >= x.min(axis=0) - 1e-6) and np.all(q <= x.max(axis=0) + 1e-6)
+    assert np.mean(teacher.score(q.astype(np.float32)) > teacher.score(base)) > 0.9
+    nearby, _ = in_range(x, 400, np.random.default_rng(3))
+    assert np.median(teacher.score(q.astype(np.float32))) > np.median(teacher.score(nearby.astype(np.float32)))
+    through = make_queries(x, {"uphill": 1.0}, np.random.default_rng(3), teacher_gradient=gradient)
+    assert np.allclose(through, q, atol=1e-5)
+    without = make_queries(x, {"uphill": 1.0}, np.random.default_rng(3))  # no gradient: drawn as `inrange`
+    assert np.array_equal(without, in_range(x, 400, np.random.default_rng(3))[0].astype(np.float32))
+
+
+def test_distill_draws_uphill_queries_with_the_teachers_gradient(tiny_teacher, tabular_file, tmp_path, capsys):
+    distill(tiny_teacher, tabular_file, tmp_path / "s", hidden=[4], epochs=1, seed=0, quiet=False, min_queries=200,
+            queries={"inrange": 0.5, "uphill": 0.5})
+    assert "unavailable" not in capsys.readouterr().err
+    recorded = json.loads((tmp_path / "s" / "student.json").read_text())["config"]["queries"]
+    assert recorded == {"inrange": 0.5, "uphill": 0.5}
+
+
+def test_undifferentiable_teacher_falls_back_with_a_note(tiny_teacher):
+    from kdcompress.distill.active import teacher_gradient
+    from kdcompress.teachers import load_teacher
+    teacher, notes = load_teacher(tiny_teacher), []
+    teacher.module.requires_grad_(False)
+    for p in teacher.module.parameters():
+        p.data = p.data.to(torch.float16)  # float32 inputs into float16 weights: autograd fails
+    assert teacher_gradient(teacher, notes.append) is None
+    assert len(notes) == 1 and "`uphill` queries drawn as `inrange`" in notes[0]
+
+
 def test_objects_queries_add_objects_of_the_same_group():
     layout = {"objects": 5, "per_object": 3, "groups": [[1, 3], [3, 5]]}
     rng = np.random.default_rng(0)
@@ -189,6 +267,7 @@ def test_repair_keeps_template_pattern():
 def test_parse_queries():
     assert parse_queries("none") == {}
     assert parse_queries("noise:0.5,mixup") == {"noise": 0.5, "mixup": 1.0}
+    assert parse_queries("inrange:0.3,uphill:0.6") == {"inrange": 0.3, "uphill": 0.6}
     with pytest.raises(KDError, match="unknown query strategy 'magic'"):
         parse_queries("magic")
     with pytest.raises(KDError, match="must be a number"):

@@ -49,22 +49,13 @@ def ascend(x: np.ndarray, gradients: "GapGradient", spread: np.ndarray, layout: 
     return q.astype(np.float32)
 
 
-class GapGradient:
-    """d|student - teacher|/dx for raw inputs: torch autograd for the teacher, a TF tape for the student."""
+class TeacherGradient:
+    """The teacher's score in target space and its gradient with respect to raw inputs (torch autograd)."""
 
-    def __init__(self, teacher, student, target: str, scale: float):
-        self.teacher, self.student, self.target, self.scale = teacher, student, target, scale
+    def __init__(self, teacher, target: str = "identity", scale: float = 1.0):
+        self.teacher, self.target, self.scale = teacher, target, scale
 
-    def __call__(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
-        parts = [self._batch(x[s:s + batch]) for s in range(0, len(x), batch)]
-        return np.concatenate(parts) if parts else np.zeros_like(x)
-
-    def _batch(self, x: np.ndarray) -> np.ndarray:
-        t, grad_t = self._teacher(x)
-        s, grad_s = self._student(x)
-        return np.sign(s - t)[:, None] * (grad_s - grad_t)
-
-    def _teacher(self, x: np.ndarray):
+    def __call__(self, x: np.ndarray):
         import torch
         prep = self.teacher.preprocessing
         xt = torch.tensor(x, dtype=torch.float32, requires_grad=True)
@@ -75,6 +66,26 @@ class GapGradient:
             target = TORCH_TARGETS[self.target](torch, score.double() / self.scale)
             (grad,) = torch.autograd.grad(target.sum(), xt)
         return target.detach().numpy(), grad.numpy().astype(np.float64)
+
+    def gradient(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+        parts = [self(x[s:s + batch])[1] for s in range(0, len(x), batch)]
+        return np.concatenate(parts) if parts else np.zeros_like(x, dtype=np.float64)
+
+
+class GapGradient:
+    """d|student - teacher|/dx for raw inputs: torch autograd for the teacher, a TF tape for the student."""
+
+    def __init__(self, teacher, student, target: str, scale: float):
+        self.teacher, self.student = TeacherGradient(teacher, target, scale), student
+
+    def __call__(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+        parts = [self._batch(x[s:s + batch]) for s in range(0, len(x), batch)]
+        return np.concatenate(parts) if parts else np.zeros_like(x)
+
+    def _batch(self, x: np.ndarray) -> np.ndarray:
+        t, grad_t = self.teacher(x)
+        s, grad_s = self._student(x)
+        return np.sign(s - t)[:, None] * (grad_s - grad_t)
 
     def _student(self, x: np.ndarray):
         from ..tf_env import tensorflow
@@ -98,12 +109,22 @@ TORCH_TARGETS: Dict[str, Callable] = {
 
 def gap_gradient(teacher, student, target: str, scale: float, note: Callable[[str], None]):
     """A GapGradient if both models can be differentiated on a probe point, else None (sampled rounds only)."""
-    gradients = GapGradient(teacher, student, target, scale)
+    return _if_differentiable(GapGradient(teacher, student, target, scale), teacher.n_features, note,
+                              "using sampled active rounds")
+
+
+def teacher_gradient(teacher, note: Callable[[str], None]):
+    """d teacher score / d raw input (a callable) if the teacher can be differentiated, else None."""
+    gradients = TeacherGradient(teacher)
+    return _if_differentiable(gradients.gradient, teacher.n_features, note, "`uphill` queries drawn as `inrange`")
+
+
+def _if_differentiable(gradients: Callable, n_features: int, note: Callable[[str], None], fallback: str):
     try:
-        probe = np.zeros((2, teacher.n_features), dtype=np.float32)
+        probe = np.zeros((2, n_features), dtype=np.float32)
         if not np.all(np.isfinite(gradients(probe))):
             raise ValueError("non-finite gradient")
     except Exception as exc:  # e.g. a torch.export teacher frozen for inference
-        note(f"gradient ascent unavailable ({type(exc).__name__}: {exc}); using sampled active rounds")
+        note(f"gradient ascent unavailable ({type(exc).__name__}: {exc}); {fallback}")
         return None
     return gradients

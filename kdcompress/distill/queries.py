@@ -6,7 +6,7 @@ Physics layouts keep their structure: zero-padded objects stay zero, pT >= 0, ph
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from ..registry import Registry
 
 QUERIES = Registry("query strategy")
 NOISE_SCALES = (0.25, 0.5, 1.0, 2.0)
+IN_RANGE_NOISE_SCALES = (1.0, 2.0, 4.0)
+UPHILL_STEPS = 16
+UPHILL_STEP = 0.25  # standard deviations per step
 
 
 def has_object_groups(layout: Optional[dict]) -> bool:
@@ -51,6 +54,31 @@ def mixup(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     a, b = x[rng.integers(0, len(x), n)], x[rng.integers(0, len(x), n)]
     t = rng.uniform(-1.0, 2.0, size=(n, 1))
     return a + t * (b - a), np.where(np.abs(a) > 0, a, b)
+
+
+@QUERIES.register("inrange")
+def in_range(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Two thirds mixup/extrapolation, one third noise at 1-4 sd, every feature clipped to the data's
+    [min, max]: points off the manifold made of values the normal events take (61% of MNIST's anomalies)."""
+    n_mixed = (2 * n) // 3
+    mixed, mix_templates = mixup(x, n_mixed, rng)
+    noisy, noise_templates = gaussian_noise(x, n - n_mixed, rng, scales=IN_RANGE_NOISE_SCALES)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    return np.clip(np.concatenate([mixed, noisy]), lo, hi), np.concatenate([mix_templates, noise_templates])
+
+
+def uphill(x: np.ndarray, n: int, rng: np.random.Generator, gradient: Callable[[np.ndarray], np.ndarray],
+           steps: int = UPHILL_STEPS, step: float = UPHILL_STEP) -> np.ndarray:
+    """Normal events pushed up the teacher's score by signed gradient steps (1 to `steps` of them, `step` sd
+    each, from a start jittered by `step` sd), clipped to the data's [min, max] at every step."""
+    base = x[rng.integers(0, len(x), n)].astype(np.float64)
+    lo, hi, spread = x.min(axis=0), x.max(axis=0), feature_spread(x)
+    moves = rng.integers(1, steps + 1, n)
+    q = np.clip(base + step * spread * rng.standard_normal(base.shape), lo, hi)
+    for k in range(steps):
+        moving = moves > k
+        q[moving] = np.clip(q[moving] + step * spread * np.sign(gradient(q[moving].astype(np.float32))), lo, hi)
+    return q, base
 
 
 @QUERIES.register("box")
@@ -146,6 +174,8 @@ def pixel_noise(x: np.ndarray, n: int, rng: np.random.Generator, sigma: float = 
     return np.clip(base + sigma * rng.standard_normal(base.shape), x.min(), x.max()), base
 
 
+# Drawn outside the registry: from a user-given data set, or with the teacher's gradient.
+UNREGISTERED_STRATEGIES = ("outliers", "uphill")
 # Outliers are real data, pixel noise lights every pixel and `objects` fills slots the normal data may
 # never fill, by design: their features are never reset, even those constant in the normal data.
 KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects")
@@ -153,8 +183,11 @@ NEEDS_LAYOUT = ("objects", "harder")
 
 
 def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Generator,
-                 layout: Optional[dict] = None, outliers: Optional[np.ndarray] = None) -> np.ndarray:
-    """Queries for each strategy, `strategies[name]` x len(x) of them, structure-repaired for `layout`."""
+                 layout: Optional[dict] = None, outliers: Optional[np.ndarray] = None,
+                 teacher_gradient: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
+    """Queries for each strategy, `strategies[name]` x len(x) of them, structure-repaired for `layout`.
+
+    `uphill` needs `teacher_gradient` (d teacher score / d raw input); without it those become `inrange`."""
     parts = []
     constant = (x == x[:1]).all(axis=0)  # e.g. MET eta: never perturbed
     for name, fraction in strategies.items():
@@ -164,8 +197,12 @@ def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Gen
         if name == "outliers":
             parts.append(_outlier_sample(outliers, count, rng))
             continue
-        extra = {"layout": layout} if name in NEEDS_LAYOUT else {}
-        q, template = QUERIES.get(name)(x, count, rng, **extra)
+        if name == "uphill":
+            q, template = (uphill(x, count, rng, teacher_gradient) if teacher_gradient is not None
+                           else in_range(x, count, rng))
+        else:
+            extra = {"layout": layout} if name in NEEDS_LAYOUT else {}
+            q, template = QUERIES.get(name)(x, count, rng, **extra)
         q = repair_structure(q, template, layout) if layout else q
         if name not in KEEPS_CONSTANT_FEATURES_FREE:
             q[:, constant] = x[0, constant]
@@ -205,7 +242,7 @@ def parse_queries(text: str) -> Dict[str, float]:
     out = {}
     for item in text.split(","):
         name, _, frac = item.strip().partition(":")
-        if name != "outliers":
+        if name not in UNREGISTERED_STRATEGIES:
             QUERIES.get(name)
         try:
             out[name] = float(frac) if frac else 1.0

@@ -12,7 +12,7 @@ from .. import plots
 from ..data import Dataset
 from ..data.preprocess import Preprocessing, fit_preprocessing
 from ..errors import KDError
-from ..evaluate import score_sets, student_size, summarise_scores, teacher_size
+from ..evaluate import score_sets, student_size, summarise_scores, teacher_size, tracking_record
 from ..fileio import atomic_dir, write_json
 from ..progress import EpochProgress, auto_batch
 from ..quant import QuantConfig
@@ -20,7 +20,7 @@ from ..registry import METHODS, STUDENTS
 from ..students import Student, save_student
 from ..teachers import Teacher
 from . import pruning
-from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient
+from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient, teacher_gradient
 from .fidelity import fidelity, probe_set, teacher_memorisation
 from .queries import load_outliers, make_queries, plus_physics
 from .sampling import inverse_density_weights, tail_indices
@@ -139,7 +139,8 @@ def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: b
     _check_width(teacher, data)
     progress = EpochProgress(f"student {config.student}", config.epochs, quiet)
     progress.note("scoring training data with the teacher")
-    x_train, x_val = _with_queries(data, config)
+    gradient = teacher_gradient(teacher, progress.note) if "uphill" in (config.queries or {}) else None
+    x_train, x_val = _with_queries(data, config, gradient)
     s_train, s_val = teacher.score(x_train), teacher.score(x_val)
     scale = config.score_scale or auto_score_scale(s_train[:len(data.train)], config.target)
     transform = TARGETS.get(config.target)
@@ -211,7 +212,8 @@ def evaluate_pair(teacher: Teacher, student: Student, data: Dataset) -> dict:
             "macs": {"teacher": t_size["macs"], "student": s_size["macs"]},
             "params": {"teacher": t_size["params"], "student": s_size["params"]},
             "bops": {"student": s_size["bops"]},
-            "background_test_events": int(len(data.test))}
+            "background_test_events": int(len(data.test)),
+            "tracking": tracking_record(teacher_scores, student_scores, student.meta)}
 
 
 def auto_score_scale(background_scores: np.ndarray, target: str) -> float:
@@ -226,7 +228,7 @@ def auto_score_scale(background_scores: np.ndarray, target: str) -> float:
     return float(2.0 ** np.round(np.log2(median)))
 
 
-def _with_queries(data: Dataset, config: DistillConfig):
+def _with_queries(data: Dataset, config: DistillConfig, teacher_gradient=None):
     """Background train/val plus teacher-labelled queries drawn from each split (seeded).
 
     Small data sets get proportionally more queries: at least `min_queries` for training (a quarter as many
@@ -236,9 +238,9 @@ def _with_queries(data: Dataset, config: DistillConfig):
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
     outliers = load_outliers(config.outliers, data.n_features) if config.outliers else None
     fractions = query_fractions(config.queries, len(data.train), config.min_queries)
-    q_train = make_queries(data.train, fractions, rng_train, data.layout, outliers)
+    q_train = make_queries(data.train, fractions, rng_train, data.layout, outliers, teacher_gradient)
     fractions = query_fractions(config.queries, len(data.val), config.min_queries // 4)
-    q_val = make_queries(data.val, fractions, rng_val, data.layout, outliers)
+    q_val = make_queries(data.val, fractions, rng_val, data.layout, outliers, teacher_gradient)
     return np.concatenate([data.train, q_train]), np.concatenate([data.val, q_val])
 
 
