@@ -28,9 +28,7 @@ def tracking_record(teacher_scores: Dict[str, np.ndarray], student_scores: Dict[
 
     `student_scores` come from Student.score, already in the target space."""
     from .bench import tracking  # imports distill.targets, and distill imports this module
-    pairs = tracking.pairs_in_target_space(teacher_scores, student_scores, {**meta, "output_transform": "none"})
-    background = pairs.pop("background")
-    return tracking.signal_bias(background, pairs) if pairs else None
+    return tracking.record(teacher_scores, student_scores, {**meta, "output_transform": "none"})
 
 
 def teacher_size(teacher) -> dict:

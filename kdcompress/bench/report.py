@@ -443,9 +443,7 @@ def _tracking(meta: dict, scores: Dict[str, Dict[str, np.ndarray]]) -> Optional[
     """Student minus teacher at equal teacher score, per signal (tracking.signal_bias); None without signals."""
     teacher = scores[f"teacher / {REFERENCE_RUNTIME['teacher']}"]
     student = scores[f"student / {REFERENCE_RUNTIME['student']}"]
-    pairs = tracking.pairs_in_target_space(teacher, student, meta)
-    background = pairs.pop("background")
-    return tracking.signal_bias(background, pairs) if pairs else None
+    return tracking.record(teacher, student, meta)
 
 
 def _ratio(numerator, denominator) -> Optional[float]:

@@ -10,7 +10,7 @@ Labels are read here for evaluation only, as everywhere in the report.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -35,6 +35,13 @@ def pairs_in_target_space(teacher: Dict[str, np.ndarray], student: Dict[str, np.
                           meta: dict) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """Per set (background and each signal): (teacher, student) in target space."""
     return {name: to_target_space(teacher[name], student[name], meta) for name in teacher}
+
+
+def record(teacher: Dict[str, np.ndarray], student: Dict[str, np.ndarray], meta: dict) -> Optional[dict]:
+    """signal_bias of every signal against the background ('background' key); None without signals."""
+    pairs = pairs_in_target_space(teacher, student, meta)
+    background = pairs.pop("background")
+    return signal_bias(background, pairs) if pairs else None
 
 
 def signal_bias(background: Tuple[np.ndarray, np.ndarray], signals: Dict[str, Tuple[np.ndarray, np.ndarray]],
