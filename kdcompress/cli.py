@@ -101,6 +101,8 @@ def _distill_parser(verbs):
     p.add_argument("--outliers", default=None, help="outlier-exposure data (.npz/.csv/.h5) for --queries outliers:F")
     p.add_argument("--min-queries", type=int, default=100_000,
                    help="at least this many training queries: small data sets get proportionally more")
+    p.add_argument("--refresh-queries", type=int, default=0, metavar="N",
+                   help="redraw the training queries (teacher-labelled afresh) every N epochs; 0: one draw")
     p.add_argument("--active-rounds", type=int, default=0,
                    help="disagreement-driven rounds: add the points where |student - teacher| is largest, train on")
     p.add_argument("--active", default="sampled", choices=["sampled", "ascent"],
@@ -151,7 +153,7 @@ def _distill_kwargs(a) -> dict:
     return dict(student=a.student, hidden=a.hidden, quant=quant, target=a.target, loss=a.loss,
                 reweight=a.reweight, reweight_cap=a.reweight_cap, tail_quantile=a.tail_quantile,
                 tail_factor=a.tail_factor, queries=None if a.queries is None else parse_queries(a.queries),
-                outliers=a.outliers, min_queries=a.min_queries,
+                outliers=a.outliers, min_queries=a.min_queries, refresh_queries=a.refresh_queries,
                 active_rounds=a.active_rounds, active=a.active, active_fraction=a.active_fraction,
                 sparsity=a.sparsity, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 

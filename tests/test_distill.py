@@ -295,3 +295,51 @@ def test_sparsity_out_of_range_is_refused(tiny_teacher, tabular_file, tmp_path):
     with pytest.raises(KDError, match="--sparsity must be in"):
         distill(tiny_teacher, tabular_file, tmp_path / "s", sparsity=1.0, quiet=True)
     assert not (tmp_path / "s").exists()
+
+
+def test_query_refresh_replaces_only_the_query_rows_with_a_seeded_labelled_draw():
+    from kdcompress.data.preprocess import Preprocessing
+    from kdcompress.distill.score_regression import QueryRefresh
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(50, 3))
+    draw = lambda r: make_queries(normal, {"noise": 0.4}, r)  # noqa: E731
+    label = lambda q: np.abs(q).sum(axis=1)  # noqa: E731
+    first = draw(np.random.default_rng(9))
+    z, y = np.concatenate([normal, first]), np.concatenate([label(normal), label(first)])
+    refresh = QueryRefresh(draw, label, Preprocessing.identity(3), slice(50, 70), every=1, seed=4)
+    same_z, same_y = refresh.current(z, y)
+    assert same_z is z and same_y is y and refresh.draws == 1
+    refresh.redraw()
+    new_z, new_y = refresh.current(z, y)
+    assert refresh.draws == 2 and new_z.shape == z.shape
+    assert np.array_equal(new_z[:50], normal) and np.array_equal(z[50:], first)  # inputs left as they were
+    assert not np.allclose(new_z[50:], first)
+    assert np.allclose(new_y, label(new_z))  # every row carries the teacher's label of its own point
+    twin = QueryRefresh(draw, label, Preprocessing.identity(3), slice(50, 70), every=1, seed=4)
+    twin.redraw()
+    assert np.array_equal(twin.current(z, y)[0], new_z)
+    refresh.redraw()
+    assert not np.allclose(refresh.current(z, y)[0][50:], new_z[50:])
+
+
+def test_refreshed_queries_are_redrawn_every_n_epochs_and_seeded(tiny_teacher, tabular_file, tmp_path):
+    kwargs = dict(hidden=[4], epochs=5, quiet=True, queries={"noise": 1.0}, min_queries=500)
+    a = distill(tiny_teacher, tabular_file, tmp_path / "a", refresh_queries=2, seed=3, **kwargs)
+    distill(tiny_teacher, tabular_file, tmp_path / "b", refresh_queries=2, seed=3, **kwargs)
+    distill(tiny_teacher, tabular_file, tmp_path / "fixed", seed=3, **kwargs)
+    assert a["training"]["epochs_run"] == 5 and a["training"]["query_draws"] == 3  # drawn at epochs 0, 2, 4
+    weights = {name: load_student(tmp_path / name).model.get_weights() for name in ("a", "b", "fixed")}
+    assert all(np.array_equal(x, y) for x, y in zip(weights["a"], weights["b"]))
+    assert not all(np.array_equal(x, y) for x, y in zip(weights["a"], weights["fixed"]))
+    meta = json.loads((tmp_path / "a" / "student.json").read_text())
+    assert meta["config"]["refresh_queries"] == 2
+    with pytest.raises(KDError, match="--refresh-queries must be >= 0"):
+        distill(tiny_teacher, tabular_file, tmp_path / "bad", refresh_queries=-1, **kwargs)
+
+
+def test_fresh_queries_teach_more_of_the_teachers_score_than_one_small_draw(tiny_teacher, tabular_file, tmp_path):
+    kwargs = dict(hidden=[16, 8], epochs=30, seed=0, quiet=True, queries={"noise": 0.1}, min_queries=0)
+    fixed = distill(tiny_teacher, tabular_file, tmp_path / "fixed", **kwargs)
+    fresh = distill(tiny_teacher, tabular_file, tmp_path / "fresh", refresh_queries=1, **kwargs)
+    assert fresh["training"]["query_draws"] > 20
+    assert fresh["fidelity"]["spearman"] > fixed["fidelity"]["spearman"] + 0.01

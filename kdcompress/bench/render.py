@@ -308,7 +308,8 @@ def _distillation(report: dict) -> Section:
         text.append("Fidelity of the student to the teacher, measured when it was distilled, without labels: on "
                     "held-out teacher-labelled probe points (background validation events and broad queries "
                     "around them), the Spearman rank correlation of the two scores (on all probes and on the "
-                    "normal events alone) and the AUROC of the student at finding the teacher's top 1% and top 0.1% (1 for a perfect copy).")
+                    "normal events alone) and the AUROC of the student at finding the teacher's top 1% and "
+                    "top 0.1% (1 for a perfect copy).")
         tables.append(_fidelity_table(record["fidelity"]))
     if record.get("teacher_memorisation"):
         text.append(_memorisation_text(record["teacher_memorisation"]))
@@ -371,8 +372,8 @@ def _ablation_text(trials: List[dict]) -> str:
 
 def _ablation_table(trials: List[dict]) -> Table:
     signals = _trial_signals(trials)
-    header = (["chosen", "head", "queries", "hidden", "active", "pruned", "MACs", "BOPs"] + [title for _, title in FIDELITY_COLUMNS]
-              + ["rank"] + [f"AUROC {s} (evaluation only)" for s in signals])
+    header = (["chosen", "head", "queries", "hidden", "active", "pruned", "MACs", "BOPs"]
+              + [title for _, title in FIDELITY_COLUMNS] + ["rank"] + [f"AUROC {s} (evaluation only)" for s in signals])
     rows = []
     for t in trials:
         fidelity, auroc = t.get("fidelity") or {}, t.get("auroc") or {}

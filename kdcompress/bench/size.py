@@ -233,7 +233,8 @@ def _input_activation_bits(layer) -> int:
 
 def _kernel_bits(layer) -> int:
     """Bits of the kernel quantizer (QDense/QConv: kernel, QDepthwiseConv2D: depthwise); 32 if float."""
-    quantizer = getattr(layer, "kernel_quantizer_internal", None) or getattr(layer, "depthwise_quantizer_internal", None)
+    quantizer = (getattr(layer, "kernel_quantizer_internal", None)
+                 or getattr(layer, "depthwise_quantizer_internal", None))
     return _quantizer_bits(quantizer)
 
 

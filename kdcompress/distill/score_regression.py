@@ -59,6 +59,7 @@ class DistillConfig:
     active: str = "sampled"
     active_fraction: float = 0.1
     sparsity: float = 0.0  # fraction of each trainable kernel pruned to zero after training
+    refresh_queries: int = 0  # redraw the training queries every N epochs (0: one draw for the whole fit)
     epochs: int = 100
     batch: Optional[int] = None
     lr: float = 3e-3
@@ -84,6 +85,8 @@ class DistillConfig:
             raise KDError("--min-queries must be >= 0")
         if self.active_rounds < 0 or not 0.0 < self.active_fraction <= 10.0:
             raise KDError("--active-rounds must be >= 0 and --active-fraction in (0, 10]")
+        if self.refresh_queries < 0:
+            raise KDError("--refresh-queries must be >= 0 (0: one fixed draw)")
         if not 0.0 <= self.sparsity <= MAX_SPARSITY:
             raise KDError(f"--sparsity must be in [0, {MAX_SPARSITY}], got {self.sparsity}")
         if not 0.0 < self.tail_quantile <= 1.0 or self.tail_factor < 1:
@@ -104,6 +107,8 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     result["training"] = {"epochs_run": len(history["loss"]), "best_val_loss": min(history["val_loss"])}
     if "active" in history:
         result["training"]["active_rounds"] = history["active"]
+    if "query_draws" in history:
+        result["training"]["query_draws"] = history["query_draws"]
     if config.sparsity:
         result["training"]["zero_weight_fraction"] = pruning.kernel_sparsity(student.model)
     result.update(extra or {})
@@ -140,35 +145,72 @@ def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: b
     progress = EpochProgress(f"student {config.student}", config.epochs, quiet)
     progress.note("scoring training data with the teacher")
     gradient = teacher_gradient(teacher, progress.note) if "uphill" in (config.queries or {}) else None
-    x_train, x_val = _with_queries(data, config, gradient)
+    sample = _query_sampler(data, config, gradient)
+    x_train, x_val = _with_queries(data, config, sample)
     s_train, s_val = teacher.score(x_train), teacher.score(x_val)
     scale = config.score_scale or auto_score_scale(s_train[:len(data.train)], config.target)
     transform = TARGETS.get(config.target)
+    label = lambda x: transform(teacher.score(x) / scale)  # noqa: E731
     y_train, y_val = transform(s_train / scale), transform(s_val / scale)
     prep = (Preprocessing.identity(data.n_features) if config.preprocess == "none"
             else fit_preprocessing(data.train, centre=data.layout is None))
     model = _build(data.n_features, config)
     sets = (prep.apply(x_train), y_train, prep.apply(x_val), y_val)
-    history = _fit(model, *sets, config, progress, config.epochs)
-    masks = _prune(model, sets, config, history, progress) if config.sparsity else None
+    refresh = _refresh(data, config, sample, label, prep, len(x_train))
+    history = _fit(model, *sets, config, progress, config.epochs, refresh=refresh)
+    masks = _prune(model, sets, config, history, progress, refresh) if config.sparsity else None
     meta = _student_meta(teacher, data, prep, config, history)
     meta["score_scale"] = scale
     student = Student(model=model, meta=meta)
     if config.active_rounds:
-        label = lambda x: transform(teacher.score(x) / scale)  # noqa: E731
         history["active"] = _active_rounds(teacher, student, data, config, label, (x_train, y_train, x_val, y_val),
-                                           history, progress, masks)
+                                           history, progress, masks, refresh)
+    if refresh:
+        history["query_draws"] = refresh.draws
     return student, history
 
 
-def _prune(model, sets, config: DistillConfig, history, progress) -> dict:
+class QueryRefresh:
+    """Fresh teacher-labelled training queries every `every` epochs: the training rows `rows` (the first
+    draw's queries) are replaced by a new seeded draw of the same strategies; normal events and active points
+    stay. A fixed draw leaves the student to fit one sample of the space off the data; a fresh one each time
+    shows it the teacher's score wherever the strategies reach."""
+
+    def __init__(self, draw, label, prep, rows: slice, every: int, seed: int):
+        self.draw, self.label, self.prep, self.rows, self.every = draw, label, prep, rows, every
+        self.rng = np.random.default_rng([seed, 2])
+        self.latest = None  # (z, y) of the newest draw's query rows
+        self.draws = 1
+
+    def redraw(self) -> None:
+        q = self.draw(self.rng)
+        self.latest = (self.prep.apply(q), self.label(q))
+        self.draws += 1
+
+    def current(self, z: np.ndarray, y: np.ndarray):
+        """(z, y) with the query rows of the newest draw (copies; unchanged before the first redraw)."""
+        if self.latest is None:
+            return z, y
+        z, y = z.copy(), y.copy()
+        z[self.rows], y[self.rows] = self.latest
+        return z, y
+
+
+def _refresh(data: Dataset, config: DistillConfig, sample, label, prep, n_train: int) -> Optional[QueryRefresh]:
+    if not config.refresh_queries or n_train == len(data.train):
+        return None
+    draw = lambda rng: sample(data.train, config.min_queries, rng)  # noqa: E731
+    return QueryRefresh(draw, label, prep, slice(len(data.train), n_train), config.refresh_queries, config.seed)
+
+
+def _prune(model, sets, config: DistillConfig, history, progress, refresh=None) -> dict:
     """Gradual magnitude pruning to `config.sparsity`, fine-tuning under each mask; returns the final masks."""
     epochs = max(2, config.epochs // 4)
     for sparsity in pruning.schedule(config.sparsity):
         masks = pruning.magnitude_masks(model, sparsity)
         pruning.apply_masks(model, masks)
         more = _fit(model, *sets, config, EpochProgress(f"student {config.student} (pruned to {sparsity:.0%})",
-                                                        epochs, progress.quiet), epochs, masks)
+                                                        epochs, progress.quiet), epochs, masks, refresh)
         for key, values in more.items():
             history.setdefault(key, []).extend(values)
     progress.note(f"pruned: {pruning.kernel_sparsity(model):.1%} of the trainable weights are zero")
@@ -176,7 +218,7 @@ def _prune(model, sets, config: DistillConfig, history, progress) -> dict:
 
 
 def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label, sets, history, progress,
-                   masks=None) -> list:
+                   masks=None, refresh=None) -> list:
     """Disagreement-driven rounds: add teacher-labelled points where the student is worst, train on (warm)."""
     x_train, y_train, x_val, y_val = sets
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence([config.seed, 1]).spawn(2))
@@ -196,7 +238,8 @@ def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label
         x_train, y_train = np.concatenate([x_train, new[0]]), np.concatenate([y_train, y_new[0]])
         x_val, y_val = np.concatenate([x_val, new[1]]), np.concatenate([y_val, y_new[1]])
         more = _fit(student.model, prep.apply(x_train), y_train, prep.apply(x_val), y_val, config,
-                    EpochProgress(f"student {config.student} (active {r + 1})", epochs, progress.quiet), epochs, masks)
+                    EpochProgress(f"student {config.student} (active {r + 1})", epochs, progress.quiet), epochs, masks,
+                    refresh)
         for key, values in more.items():
             history.setdefault(key, []).extend(values)
         after = float(np.mean(np.abs(student.score(new[0]) - y_new[0])))
@@ -228,7 +271,17 @@ def auto_score_scale(background_scores: np.ndarray, target: str) -> float:
     return float(2.0 ** np.round(np.log2(median)))
 
 
-def _with_queries(data: Dataset, config: DistillConfig, teacher_gradient=None):
+def _query_sampler(data: Dataset, config: DistillConfig, teacher_gradient=None):
+    """sample(events, min_queries, rng): the configured queries drawn around `events` (raw, unlabelled)."""
+    outliers = load_outliers(config.outliers, data.n_features) if config.outliers else None
+
+    def sample(events: np.ndarray, min_queries: int, rng: np.random.Generator) -> np.ndarray:
+        fractions = query_fractions(config.queries, len(events), min_queries)
+        return make_queries(events, fractions, rng, data.layout, outliers, teacher_gradient)
+    return sample
+
+
+def _with_queries(data: Dataset, config: DistillConfig, sample):
     """Background train/val plus teacher-labelled queries drawn from each split (seeded).
 
     Small data sets get proportionally more queries: at least `min_queries` for training (a quarter as many
@@ -236,11 +289,8 @@ def _with_queries(data: Dataset, config: DistillConfig, teacher_gradient=None):
     if not config.queries:
         return data.train, data.val
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
-    outliers = load_outliers(config.outliers, data.n_features) if config.outliers else None
-    fractions = query_fractions(config.queries, len(data.train), config.min_queries)
-    q_train = make_queries(data.train, fractions, rng_train, data.layout, outliers, teacher_gradient)
-    fractions = query_fractions(config.queries, len(data.val), config.min_queries // 4)
-    q_val = make_queries(data.val, fractions, rng_val, data.layout, outliers, teacher_gradient)
+    q_train = sample(data.train, config.min_queries, rng_train)
+    q_val = sample(data.val, config.min_queries // 4, rng_val)
     return np.concatenate([data.train, q_train]), np.concatenate([data.val, q_val])
 
 
@@ -264,24 +314,66 @@ def _build(n_features: int, config: DistillConfig):
 
 
 def _fit(model, z_train, y_train, z_val, y_val, config: DistillConfig, progress, epochs: int,
-         masks: Optional[dict] = None) -> dict:
-    """(Re)compile and train `model` in place, pruned weights (`masks`) held at zero; returns the history."""
+         masks: Optional[dict] = None, refresh: Optional[QueryRefresh] = None) -> dict:
+    """(Re)compile and train `model` in place, pruned weights (`masks`) held at zero; returns the history.
+
+    With `refresh` the training queries are redrawn every `refresh.every` epochs (validation stays fixed)."""
     from ..tf_env import tensorflow
     tf = tensorflow()
     rng = np.random.default_rng([config.seed, len(y_train)])
-    idx = tail_indices(y_train, config.tail_quantile, config.tail_factor, rng)
-    weights = (inverse_density_weights(y_train, config.reweight_cap)[idx]
-               if config.reweight == "inverse-density" else None)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=_loss(tf, config))
     callbacks = [
         tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
         tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-5),
         _ProgressCallback(tf, progress),
     ] + ([pruning.mask_callback(tf, model, masks)] if masks else [])
-    hist = model.fit(z_train[idx], y_train[idx].astype(np.float32), sample_weight=weights,
-                     validation_data=(z_val, y_val.astype(np.float32)), epochs=epochs,
-                     batch_size=auto_batch(len(idx), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
+    validation = (z_val, y_val.astype(np.float32))
+    if refresh is not None:
+        batches = _RefreshingBatches(tf, z_train, y_train, config, rng, refresh)
+        hist = model.fit(batches, validation_data=validation, epochs=epochs, verbose=0, callbacks=callbacks)
+    else:
+        z, y, weights = _weighted_rows(z_train, y_train, config, rng)
+        hist = model.fit(z, y, sample_weight=weights, validation_data=validation, epochs=epochs,
+                         batch_size=auto_batch(len(y), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def _weighted_rows(z: np.ndarray, y: np.ndarray, config: DistillConfig, rng: np.random.Generator):
+    """The training rows with the tail oversampled and their inverse-density weights (None when off)."""
+    idx = tail_indices(y, config.tail_quantile, config.tail_factor, rng)
+    weights = inverse_density_weights(y, config.reweight_cap)[idx] if config.reweight == "inverse-density" else None
+    return z[idx], y[idx].astype(np.float32), weights
+
+
+def _RefreshingBatches(tf, z_train, y_train, config: DistillConfig, rng, refresh: QueryRefresh):
+    """Shuffled weighted batches of the training rows; every `refresh.every` epochs the queries are redrawn.
+    The number of batches stays that of the first epoch (tail oversampling may change the row count)."""
+    class RefreshingBatches(tf.keras.utils.Sequence):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.n_batches = -(-len(_weighted_rows(z_train, y_train, config, rng)[1]) //
+                               auto_batch(len(y_train), config.batch))
+            self._use()
+
+        def _use(self):
+            self.z, self.y, w = _weighted_rows(*refresh.current(z_train, y_train), config, rng)
+            self.w = np.ones(len(self.y), np.float32) if w is None else w.astype(np.float32)
+            self.batches = np.array_split(rng.permutation(len(self.y)), self.n_batches)
+
+        def __len__(self):
+            return self.n_batches
+
+        def __getitem__(self, i):
+            take = self.batches[i]
+            return self.z[take], self.y[take], self.w[take]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            if self.epoch % refresh.every == 0:
+                refresh.redraw()
+            self._use()
+    return RefreshingBatches()
 
 
 def _loss(tf, config: DistillConfig):
