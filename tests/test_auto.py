@@ -95,8 +95,6 @@ def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tm
     config = json.loads((tmp_path / "a" / "student.json").read_text())["config"]
     assert config["active_rounds"] == (0 if chosen_active == "none" else auto.ACTIVE_ROUNDS)
     assert len(saved["training"].get("active_rounds", [])) == config["active_rounds"]
-    assert saved["selection"]["final_fit"] == {"queries": config["queries"],
-                                               "refresh_queries": config["refresh_queries"]}
     assert set(saved["fidelity"]) == {"spearman", "spearman_normal", "top_1pct_auroc", "top_0.1pct_auroc"}
     flagged = [row for row in saved["ablation"] if row["chosen"]]
     chosen = saved["selection"]["chosen"]
@@ -239,18 +237,3 @@ def test_pruned_trial_over_budget_after_training_is_dropped_and_said(monkeypatch
     kept = auto._pruned_trials(FakeSearch(), best, ["noise", "broad"], {"macs": 60, "bops": None})
     assert [t["queries"] for t in kept] == ["noise"]
     assert len(notes) == 1 and "70 MACs" in notes[0] and "exceed the budget" in notes[0]
-
-
-def test_final_fit_adds_inrange_and_uphill_queries_and_refreshes_them():
-    from kdcompress.distill import DistillConfig
-    best = {"queries": "noise", "head": "energy", "hidden": [8, 4], "sparsity": 0.5, "active": "none"}
-    final = auto.final_config(DistillConfig(), best)
-    assert final.queries == {"noise": 1.0, **auto.FINAL_EXTRA_QUERIES}
-    assert list(final.queries)[0] == "noise"  # the chosen strategy is drawn first
-    assert final.refresh_queries == auto.FINAL_REFRESH
-    assert (final.student, final.hidden, final.sparsity, final.active_rounds) == ("energy", (8, 4), 0.5, 0)
-    assert auto.final_config(DistillConfig(refresh_queries=2), best).refresh_queries == 2  # the user's choice
-    mine = auto.final_config(DistillConfig(), {**best, "queries": {"uphill": 0.2, "noise": 1.0}})
-    assert mine.queries["uphill"] == 0.2 and mine.queries["inrange"] == auto.FINAL_EXTRA_QUERIES["inrange"]
-    bare = auto.final_config(DistillConfig(), {**best, "queries": "none"})
-    assert bare.queries == {} and bare.refresh_queries == DistillConfig().refresh_queries

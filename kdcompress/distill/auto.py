@@ -52,11 +52,6 @@ PRUNED_WIDENING = (2, 4)
 # width does not always carry over to the wide pruned students (MNIST seed 1: 0.010 behind narrow, ahead wide).
 PRUNED_RANK_MARGIN = 0.02
 PRUNED_MAX_STRATEGIES = 3  # at most this many, the best first (bounds the search on data with object groups)
-# The final fit on all data, not searched (the probes do not tell these apart): the chosen queries plus in-range
-# and uphill ones, all redrawn every FINAL_REFRESH epochs. MNIST (energy, 192-96, 82% zero), three students:
-# -0.016 to -0.019 AUROC against -0.012 to -0.028 with one fixed draw of the chosen queries alone.
-FINAL_EXTRA_QUERIES = {"inrange": 0.3, "uphill": 0.6}
-FINAL_REFRESH = 5
 
 
 def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budget_macs: Optional[int] = None,
@@ -70,28 +65,14 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
     search.log.note(f"chose head {best['head']}, queries {best['queries']}, hidden {best['hidden']}, "
                     f"active rounds {best['active']}, sparsity {best['sparsity']:.2f} "
                     f"(fidelity rank {best['rank']:.4f})")
-    final = final_config(base, best)
-    if final.queries:
-        search.log.note(f"final fit on all data: queries {final.queries}, redrawn every {final.refresh_queries} epochs")
+    final = _config_for(base, best["queries"], best["head"], best["hidden"], sparsity=best["sparsity"],
+                        **_active_settings(best["active"]))
     selection = {"budget": budget, "search_events": len(search.data.train), "chosen": _public(best),
                  "tried": [_public(t) for t in trials], "criterion": "mean(spearman, spearman_normal, "
                  "top_1pct_auroc, top_0.1pct_auroc) on held-out teacher-labelled probes (spearman_normal: the "
-                 "normal validation events alone); labels never used",
-                 "final_fit": {"queries": final.queries, "refresh_queries": final.refresh_queries}}
+                 "normal validation events alone); labels never used"}
     ablation = _ablation(data, trials, best)
     return distill(teacher, data, out, final, quiet=quiet, extra={"selection": selection, "ablation": ablation})
-
-
-def final_config(base: DistillConfig, best: dict) -> DistillConfig:
-    """The chosen setting for the final fit: FINAL_EXTRA_QUERIES added (unless it chose no queries) and the
-    queries redrawn every FINAL_REFRESH epochs (or every base.refresh_queries, when the user set it)."""
-    config = _config_for(base, best["queries"], best["head"], best["hidden"], sparsity=best["sparsity"],
-                         **_active_settings(best["active"]))
-    if not config.queries:
-        return config
-    extra = {name: fraction for name, fraction in FINAL_EXTRA_QUERIES.items() if name not in config.queries}
-    return dataclasses.replace(config, queries={**config.queries, **extra},
-                               refresh_queries=base.refresh_queries or FINAL_REFRESH)
 
 
 @dataclasses.dataclass
