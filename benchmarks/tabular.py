@@ -1,6 +1,7 @@
 """Real tabular data: does `distill --auto` keep the teacher's AUROC, as a new user would run it?
 
-    python -m benchmarks.tabular [--out DIR] [--sets breast,wine,digits,mnist] [--mnist DIR] [--seed N] [--publish]
+    python -m benchmarks.tabular [--out DIR] [--sets breast,wine,digits,mnist] [--mnist DIR] [--seed N]
+        [--students naive,default,auto] [--hint-weight W] [--publish]
 
 Data (no download): the tables bundled with scikit-learn (breast cancer, wine, digits) and the MNIST test set
 beside the repo (../shared/data/mnist, 2x2-pooled to 196 features). Each becomes a .npz (X, y: 1 = anomaly)
@@ -78,8 +79,10 @@ def run_set(name: str, out: Path, args) -> dict:
     api.train_teacher(data, folder / "teacher.pt", seed=args.seed, quiet=True)
     row = {"description": SETS[name][0], "rows": int(len(x)), "anomalies": int(y.sum()),
            "features": int(x.shape[1]), "students": {}}
-    for student, kwargs in STUDENTS.items():
+    for student, kwargs in ((s, STUDENTS[s]) for s in args.students):
         _say(f"{name}: student {student}")
+        if student == "auto" and args.hint_weight:
+            kwargs = dict(kwargs, hint_weight=args.hint_weight)
         result = api.distill(folder / "teacher.pt", data, folder / student, seed=args.seed, quiet=True, **kwargs)
         row["students"][student] = _summary(result)
     row["seconds"] = round(time.perf_counter() - start, 1)
@@ -106,6 +109,10 @@ def failures(rows: Dict[str, dict]) -> list:
     return bad
 
 
+def _cell(summary) -> str:
+    return "-" if summary is None else f"{summary['student_auroc']:.3f} ({summary['gap']:+.3f})"
+
+
 def _pruned(choice: dict) -> str:
     return f" pruned {choice['sparsity']:.0%}" if choice.get("sparsity") else ""
 
@@ -128,7 +135,7 @@ def markdown(rows: Dict[str, dict], seed: int) -> str:
         choice = auto.get("chosen", {})
         lines.append(
             f"| {name} | {row['rows']} ({row['anomalies']}) | {s['auto']['teacher_auroc']:.3f} | "
-            + " | ".join(f"{s[k]['student_auroc']:.3f} ({s[k]['gap']:+.3f})" for k in STUDENTS)
+            + " | ".join(_cell(s.get(k)) for k in STUDENTS)
             + f" | {auto['mac_ratio']:.0f}x fewer | {choice.get('head')} / {choice.get('queries')} / "
             f"{'-'.join(map(str, choice.get('hidden', [])))}{_pruned(choice)} | {auto['fidelity']['spearman']:.3f} | "
             f"{_ratio(auto['teacher_memorisation'])} |")
@@ -147,15 +154,22 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--mnist", default=str(DEFAULT_MNIST), help="folder with the MNIST t10k idx files")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--students", default=",".join(STUDENTS), help="which students to train (default all)")
+    p.add_argument("--hint-weight", type=float, default=0.0, help="residual-hint weight for the auto student")
     p.add_argument("--publish", action="store_true", help="copy results.md to benchmarks/TABULAR.md")
     args = p.parse_args(argv)
     from kdcompress.errors import KDError
     from kdcompress.fileio import write_json
     out = Path(args.out)
     names = [n.strip() for n in args.sets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SETS]
-    if unknown:
-        print(f"error: unknown set(s) {', '.join(unknown)} (known: {', '.join(SETS)})", file=sys.stderr)
+    args.students = [n.strip() for n in args.students.split(",") if n.strip()]
+    for given, known, what in ((names, SETS, "set"), (args.students, STUDENTS, "student")):
+        unknown = [n for n in given if n not in known]
+        if unknown:
+            print(f"error: unknown {what}(s) {', '.join(unknown)} (known: {', '.join(known)})", file=sys.stderr)
+            return 2
+    if "auto" not in args.students:
+        print("error: --students must include auto (the benchmark's target)", file=sys.stderr)
         return 2
     try:
         rows = {name: run_set(name, out, args) for name in names}
