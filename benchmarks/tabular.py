@@ -1,11 +1,12 @@
 """Real tabular data: does `distill --auto` keep the teacher's AUROC, as a new user would run it?
 
     python -m benchmarks.tabular [--out DIR] [--sets breast,wine,digits,mnist] [--mnist DIR] [--seed N]
-        [--students naive,default,auto] [--hint-weight W] [--publish]
+        [--students naive,default,auto] [--publish]
 
 Data (no download): the tables bundled with scikit-learn (breast cancer, wine, digits) and the MNIST test set
 beside the repo (../shared/data/mnist, 2x2-pooled to 196 features). Each becomes a .npz (X, y: 1 = anomaly)
-and runs: default dense-AE teacher -> three students, each judged against the same teacher:
+and runs: default dense-AE teacher -> three students (or those given by --students, auto always among them),
+each judged against the same teacher:
   naive   32-16 MLP, no queries, no reweighting (what a new user tries first);
   default the `distill` defaults;
   auto    `distill --auto` (head, queries, width chosen by label-free fidelity under teacher MACs / 50).
@@ -81,8 +82,6 @@ def run_set(name: str, out: Path, args) -> dict:
            "features": int(x.shape[1]), "students": {}}
     for student, kwargs in ((s, STUDENTS[s]) for s in args.students):
         _say(f"{name}: student {student}")
-        if student == "auto" and args.hint_weight:
-            kwargs = dict(kwargs, hint_weight=args.hint_weight)
         result = api.distill(folder / "teacher.pt", data, folder / student, seed=args.seed, quiet=True, **kwargs)
         row["students"][student] = _summary(result)
     row["seconds"] = round(time.perf_counter() - start, 1)
@@ -155,7 +154,6 @@ def main(argv=None) -> int:
     p.add_argument("--mnist", default=str(DEFAULT_MNIST), help="folder with the MNIST t10k idx files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--students", default=",".join(STUDENTS), help="which students to train (default all)")
-    p.add_argument("--hint-weight", type=float, default=0.0, help="residual-hint weight for the auto student")
     p.add_argument("--publish", action="store_true", help="copy results.md to benchmarks/TABULAR.md")
     args = p.parse_args(argv)
     from kdcompress.errors import KDError

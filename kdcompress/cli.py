@@ -103,10 +103,6 @@ def _distill_parser(verbs):
                    help="at least this many training queries: small data sets get proportionally more")
     p.add_argument("--refresh-queries", type=int, default=0, metavar="N",
                    help="redraw the training queries (teacher-labelled afresh) every N epochs; 0: one draw")
-    p.add_argument("--hint-weight", type=float, default=0.0,
-                   help="training-only side task for reconstruction teachers: also regress the teacher's "
-                        "per-feature residual from the last hidden layer, with this loss weight (0: off; the side "
-                        "layer is dropped after training, the deployed student is unchanged)")
     p.add_argument("--active-rounds", type=int, default=0,
                    help="disagreement-driven rounds: add the points where |student - teacher| is largest, train on")
     p.add_argument("--active", default="sampled", choices=["sampled", "ascent"],
@@ -158,8 +154,8 @@ def _distill_kwargs(a) -> dict:
                 reweight=a.reweight, reweight_cap=a.reweight_cap, tail_quantile=a.tail_quantile,
                 tail_factor=a.tail_factor, queries=None if a.queries is None else parse_queries(a.queries),
                 outliers=a.outliers, min_queries=a.min_queries, refresh_queries=a.refresh_queries,
-                hint_weight=a.hint_weight, active_rounds=a.active_rounds, active=a.active,
-                active_fraction=a.active_fraction, sparsity=a.sparsity, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
+                active_rounds=a.active_rounds, active=a.active, active_fraction=a.active_fraction,
+                sparsity=a.sparsity, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 
 
 def _run_distill(a):

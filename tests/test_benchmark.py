@@ -440,3 +440,17 @@ def test_pruned_weights_are_free_only_in_the_quantized_design():
     assert (firmware["macs"], firmware["bops"]) == (40, 40 * 64)
     assert (cpu["macs"], cpu["bops"]) == (100, 100 * 32 * 32)
     assert (int8["macs"], int8["bops"]) == (100, 100 * 8 * 8)
+
+
+def test_tabular_benchmark_runs_a_subset_of_students_and_judges_auto(capsys):
+    from benchmarks import tabular
+    rows = {name: _tabular_row(gap, 60.0) for name, gap in (("a", -0.01), ("b", -0.03))}
+    for row in rows.values():
+        row["students"] = {"auto": row["students"]["auto"]}  # as with --students auto
+    text = tabular.markdown(rows, seed=0)
+    assert "| a | 100 (10) | 0.900 | - | - | 0.890 (-0.010) | 60x fewer | energy / broad / 64-32 |" in text
+    assert "missed: b: auto gap -0.030" in text and "a: auto" not in text
+    assert tabular.main(["--students", "auto,bogus", "--sets", "wine"]) == 2
+    assert "unknown student(s) bogus" in capsys.readouterr().err
+    assert tabular.main(["--students", "naive", "--sets", "wine"]) == 2
+    assert "--students must include auto" in capsys.readouterr().err

@@ -22,7 +22,6 @@ from ..teachers import Teacher
 from . import pruning
 from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient, teacher_gradient
 from .fidelity import fidelity, probe_set, teacher_memorisation
-from .hint import ResidualHint
 from .queries import load_outliers, make_queries, plus_physics
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
@@ -61,7 +60,6 @@ class DistillConfig:
     active_fraction: float = 0.1
     sparsity: float = 0.0  # fraction of each trainable kernel pruned to zero after training
     refresh_queries: int = 0  # redraw the training queries every N epochs (0: one draw for the whole fit)
-    hint_weight: float = 0.0  # training-only side task: regress the teacher's residual vector (hint.py)
     epochs: int = 100
     batch: Optional[int] = None
     lr: float = 3e-3
@@ -87,8 +85,6 @@ class DistillConfig:
             raise KDError("--min-queries must be >= 0")
         if self.active_rounds < 0 or not 0.0 < self.active_fraction <= 10.0:
             raise KDError("--active-rounds must be >= 0 and --active-fraction in (0, 10]")
-        if not 0.0 <= self.hint_weight <= 100.0:
-            raise KDError(f"--hint-weight must be in [0, 100], got {self.hint_weight}")
         if self.refresh_queries < 0:
             raise KDError("--refresh-queries must be >= 0 (0: one fixed draw)")
         if not 0.0 <= self.sparsity <= MAX_SPARSITY:
@@ -161,15 +157,14 @@ def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: b
     model = _build(data.n_features, config)
     sets = (prep.apply(x_train), y_train, prep.apply(x_val), y_val)
     refresh = _refresh(data, config, sample, label, prep, len(x_train))
-    hint = ResidualHint(teacher, prep, config.hint_weight, data.train) if config.hint_weight else None
-    history = _fit(model, *sets, config, progress, config.epochs, refresh=refresh, hint=hint)
-    masks = _prune(model, sets, config, history, progress, refresh, hint) if config.sparsity else None
+    history = _fit(model, *sets, config, progress, config.epochs, refresh=refresh)
+    masks = _prune(model, sets, config, history, progress, refresh) if config.sparsity else None
     meta = _student_meta(teacher, data, prep, config, history)
     meta["score_scale"] = scale
     student = Student(model=model, meta=meta)
     if config.active_rounds:
         history["active"] = _active_rounds(teacher, student, data, config, label, (x_train, y_train, x_val, y_val),
-                                           history, progress, masks, refresh, hint)
+                                           history, progress, masks, refresh)
     if refresh:
         history["query_draws"] = refresh.draws
     return student, history
@@ -208,14 +203,14 @@ def _refresh(data: Dataset, config: DistillConfig, sample, label, prep, n_train:
     return QueryRefresh(draw, label, prep, slice(len(data.train), n_train), config.refresh_queries, config.seed)
 
 
-def _prune(model, sets, config: DistillConfig, history, progress, refresh=None, hint=None) -> dict:
+def _prune(model, sets, config: DistillConfig, history, progress, refresh=None) -> dict:
     """Gradual magnitude pruning to `config.sparsity`, fine-tuning under each mask; returns the final masks."""
     epochs = max(2, config.epochs // 4)
     for sparsity in pruning.schedule(config.sparsity):
         masks = pruning.magnitude_masks(model, sparsity)
         pruning.apply_masks(model, masks)
         more = _fit(model, *sets, config, EpochProgress(f"student {config.student} (pruned to {sparsity:.0%})",
-                                                        epochs, progress.quiet), epochs, masks, refresh, hint)
+                                                        epochs, progress.quiet), epochs, masks, refresh)
         for key, values in more.items():
             history.setdefault(key, []).extend(values)
     progress.note(f"pruned: {pruning.kernel_sparsity(model):.1%} of the trainable weights are zero")
@@ -223,7 +218,7 @@ def _prune(model, sets, config: DistillConfig, history, progress, refresh=None, 
 
 
 def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label, sets, history, progress,
-                   masks=None, refresh=None, hint=None) -> list:
+                   masks=None, refresh=None) -> list:
     """Disagreement-driven rounds: add teacher-labelled points where the student is worst, train on (warm)."""
     x_train, y_train, x_val, y_val = sets
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence([config.seed, 1]).spawn(2))
@@ -244,7 +239,7 @@ def _active_rounds(teacher, student, data: Dataset, config: DistillConfig, label
         x_val, y_val = np.concatenate([x_val, new[1]]), np.concatenate([y_val, y_new[1]])
         more = _fit(student.model, prep.apply(x_train), y_train, prep.apply(x_val), y_val, config,
                     EpochProgress(f"student {config.student} (active {r + 1})", epochs, progress.quiet), epochs, masks,
-                    refresh, hint)
+                    refresh)
         for key, values in more.items():
             history.setdefault(key, []).extend(values)
         after = float(np.mean(np.abs(student.score(new[0]) - y_new[0])))
@@ -319,31 +314,26 @@ def _build(n_features: int, config: DistillConfig):
 
 
 def _fit(model, z_train, y_train, z_val, y_val, config: DistillConfig, progress, epochs: int,
-         masks: Optional[dict] = None, refresh: Optional[QueryRefresh] = None,
-         hint: Optional[ResidualHint] = None) -> dict:
+         masks: Optional[dict] = None, refresh: Optional[QueryRefresh] = None) -> dict:
     """(Re)compile and train `model` in place, pruned weights (`masks`) held at zero; returns the history.
 
-    With `refresh` the training queries are redrawn every `refresh.every` epochs (validation stays fixed);
-    with `hint` the model trains with the residual side task, its targets stacked after the score's."""
+    With `refresh` the training queries are redrawn every `refresh.every` epochs (validation stays fixed)."""
     from ..tf_env import tensorflow
     tf = tensorflow()
     rng = np.random.default_rng([config.seed, len(y_train)])
-    stack = hint.targets if hint else (lambda z, y: np.asarray(y, np.float32))
-    trained = hint.training_model(tf, model) if hint else model
-    loss = hint.loss(tf, _loss(tf, config)) if hint else _loss(tf, config)
-    trained.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=loss)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.lr), loss=_loss(tf, config))
     callbacks = [
         tf.keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
         tf.keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-5),
         _ProgressCallback(tf, progress),
     ] + ([pruning.mask_callback(tf, model, masks)] if masks else [])
-    validation = (z_val, stack(z_val, y_val))
+    validation = (z_val, y_val.astype(np.float32))
     if refresh is not None:
-        batches = _RefreshingBatches(tf, z_train, y_train, config, rng, refresh, stack)
-        hist = trained.fit(batches, validation_data=validation, epochs=epochs, verbose=0, callbacks=callbacks)
+        batches = _RefreshingBatches(tf, z_train, y_train, config, rng, refresh)
+        hist = model.fit(batches, validation_data=validation, epochs=epochs, verbose=0, callbacks=callbacks)
     else:
         z, y, weights = _weighted_rows(z_train, y_train, config, rng)
-        hist = trained.fit(z, stack(z, y), sample_weight=weights, validation_data=validation, epochs=epochs,
+        hist = model.fit(z, y, sample_weight=weights, validation_data=validation, epochs=epochs,
                          batch_size=auto_batch(len(y), config.batch), shuffle=True, verbose=0, callbacks=callbacks)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
@@ -355,7 +345,7 @@ def _weighted_rows(z: np.ndarray, y: np.ndarray, config: DistillConfig, rng: np.
     return z[idx], y[idx].astype(np.float32), weights
 
 
-def _RefreshingBatches(tf, z_train, y_train, config: DistillConfig, rng, refresh: QueryRefresh, stack):
+def _RefreshingBatches(tf, z_train, y_train, config: DistillConfig, rng, refresh: QueryRefresh):
     """Shuffled weighted batches of the training rows; every `refresh.every` epochs the queries are redrawn.
     The number of batches stays that of the first epoch (tail oversampling may change the row count)."""
     class RefreshingBatches(tf.keras.utils.Sequence):
@@ -367,8 +357,7 @@ def _RefreshingBatches(tf, z_train, y_train, config: DistillConfig, rng, refresh
             self._use()
 
         def _use(self):
-            self.z, y, w = _weighted_rows(*refresh.current(z_train, y_train), config, rng)
-            self.y = stack(self.z, y)
+            self.z, self.y, w = _weighted_rows(*refresh.current(z_train, y_train), config, rng)
             self.w = np.ones(len(self.y), np.float32) if w is None else w.astype(np.float32)
             self.batches = np.array_split(rng.permutation(len(self.y)), self.n_batches)
 

@@ -32,27 +32,15 @@ class Teacher:
         """Anomaly score of raw events (N, F) -> (N,) float64."""
         return self.score_preprocessed(self.preprocessing.apply(x), batch)
 
-    def score_preprocessed(self, z: np.ndarray, batch: int = 8192) -> np.ndarray:
-        out = self._apply(SCORES.get(self.score_name), z, batch)
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def has_residual(self) -> bool:
-        return self.score_name in scores.RESIDUALS
-
-    def residual(self, x: np.ndarray, batch: int = 8192) -> np.ndarray:
-        """Per-feature reconstruction residual of raw events (N, F), in the teacher's preprocessed units:
-        the mean of its squares over features is `score(x)`. Only for reconstruction scores."""
-        out = self._apply(scores.RESIDUALS[self.score_name], self.preprocessing.apply(x), batch)
-        return np.concatenate(out) if out else np.zeros((0, self.n_features))
-
     @torch.no_grad()
-    def _apply(self, fn, z: np.ndarray, batch: int) -> list:
+    def score_preprocessed(self, z: np.ndarray, batch: int = 8192) -> np.ndarray:
+        fn = SCORES.get(self.score_name)
         _set_eval(self.module)
         out = []
         for start in range(0, len(z), batch):
             xb = torch.from_numpy(np.ascontiguousarray(z[start:start + batch], dtype=np.float32))
             out.append(fn(self.module(xb), xb, self.layout).double().numpy())
-        return out
+        return np.concatenate(out) if out else np.zeros(0)
 
 
 def _set_eval(module) -> None:

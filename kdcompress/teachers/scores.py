@@ -40,19 +40,6 @@ def masked_mse(outputs, x, layout=None) -> torch.Tensor:
     return (object_mask(x, layout) * (recon - x) ** 2).mean(dim=1)
 
 
-def residual(outputs, x, layout=None) -> torch.Tensor:
-    """Per-feature residual r of the reconstruction scores: mean(r ** 2) over features is the `mse` score."""
-    return (_reconstruction(outputs) - x).reshape(len(x), -1)
-
-
-def masked_residual(outputs, x, layout=None) -> torch.Tensor:
-    """The residual of present objects only: mean(r ** 2) is the `masked_mse` score."""
-    return object_mask(x, layout) * residual(outputs, x, layout)
-
-
-RESIDUALS = {"mse": residual, "masked_mse": masked_residual}
-
-
 @SCORES.register("mu2")
 def mu_squared(outputs, x, layout=None) -> torch.Tensor:
     mu, _ = _latent(outputs, "mu2")
