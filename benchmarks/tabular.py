@@ -80,9 +80,10 @@ def run_set(name: str, out: Path, args) -> dict:
     api.train_teacher(data, folder / "teacher.pt", seed=args.seed, quiet=True)
     row = {"description": SETS[name][0], "rows": int(len(x)), "anomalies": int(y.sum()),
            "features": int(x.shape[1]), "students": {}}
-    for student, kwargs in ((s, STUDENTS[s]) for s in args.students):
+    for student in args.students:
         _say(f"{name}: student {student}")
-        result = api.distill(folder / "teacher.pt", data, folder / student, seed=args.seed, quiet=True, **kwargs)
+        result = api.distill(folder / "teacher.pt", data, folder / student, seed=args.seed, quiet=True,
+                             **STUDENTS[student])
         row["students"][student] = _summary(result)
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
@@ -147,6 +148,10 @@ def markdown(rows: Dict[str, dict], seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _names(text: str) -> list:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tabular", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="out/benchmarks/tabular")
@@ -159,8 +164,7 @@ def main(argv=None) -> int:
     from kdcompress.errors import KDError
     from kdcompress.fileio import write_json
     out = Path(args.out)
-    names = [n.strip() for n in args.sets.split(",") if n.strip()]
-    args.students = [n.strip() for n in args.students.split(",") if n.strip()]
+    names, args.students = _names(args.sets), _names(args.students)
     for given, known, what in ((names, SETS, "set"), (args.students, STUDENTS, "student")):
         unknown = [n for n in given if n not in known]
         if unknown:
