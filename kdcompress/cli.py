@@ -113,6 +113,8 @@ def _distill_parser(verbs):
                    help="prune this fraction of the student's weights to zero after training (gradually, with "
                         "fine-tuning); zero weights cost no MACs in hls4ml firmware, so a wider pruned student "
                         "fits the same budget")
+    p.add_argument("--prune-steps", type=int, default=3,
+                   help="with --sparsity: prune in this many equal steps, fine-tuning epochs/4 after each")
     p.add_argument("--auto", action="store_true",
                    help="choose queries, head and width under the budget by label-free fidelity")
     p.add_argument("--budget-macs", type=int, default=None, help="--auto: max student MACs (default teacher/50)")
@@ -155,7 +157,7 @@ def _distill_kwargs(a) -> dict:
                 tail_factor=a.tail_factor, queries=None if a.queries is None else parse_queries(a.queries),
                 outliers=a.outliers, min_queries=a.min_queries, refresh_queries=a.refresh_queries,
                 active_rounds=a.active_rounds, active=a.active, active_fraction=a.active_fraction,
-                sparsity=a.sparsity, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
+                sparsity=a.sparsity, prune_steps=a.prune_steps, epochs=a.epochs, batch=a.batch, lr=a.lr, seed=a.seed)
 
 
 def _run_distill(a):

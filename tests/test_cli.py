@@ -60,6 +60,6 @@ def test_distill_flag_defaults_are_the_library_defaults():
     from kdcompress.distill import DistillConfig
     args = _parser().parse_args(["distill", "t.pt", "--data", "d.npz", "--out", "s"])
     kwargs, config = _distill_kwargs(args), DistillConfig()
-    for key in ("min_queries", "reweight", "target", "loss", "active_rounds", "sparsity", "refresh_queries",
-                "epochs", "lr"):
+    for key in ("min_queries", "reweight", "target", "loss", "active_rounds", "sparsity", "prune_steps",
+                "refresh_queries", "epochs", "lr"):
         assert kwargs[key] == getattr(config, key), key

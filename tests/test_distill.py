@@ -291,6 +291,22 @@ def test_pruned_student_keeps_zeros_and_counts_only_the_rest(tiny_teacher, tabul
     assert result["student"]["anomaly"]["auroc"] > 0.75
 
 
+def test_pruning_schedule_takes_equal_steps_to_the_exact_target(tiny_teacher, tabular_file, tmp_path):
+    from kdcompress.distill.pruning import prunable_layers, schedule
+    assert schedule(0.8, 4) == pytest.approx([0.2, 0.4, 0.6, 0.8]) and schedule(0.8, 4)[-1] == 0.8
+    assert schedule(0.82, 1) == [0.82] and len(schedule(0.82)) == 3
+    result = distill(tiny_teacher, tabular_file, tmp_path / "p1", student="energy", hidden=[16, 8], sparsity=0.6,
+                     prune_steps=1, epochs=6, quiet=True)
+    student = load_student(tmp_path / "p1")
+    for layer in prunable_layers(student.model):  # one step straight to the target, per kernel
+        kernel = layer.kernel.numpy()
+        assert kernel.size - np.count_nonzero(kernel) >= int(0.6 * kernel.size)
+    assert student.meta["config"]["prune_steps"] == 1 and result["training"]["zero_weight_fraction"] > 0.55
+    with pytest.raises(KDError, match="--prune-steps must be >= 1"):
+        distill(tiny_teacher, tabular_file, tmp_path / "p0", sparsity=0.5, prune_steps=0, quiet=True)
+    assert not (tmp_path / "p0").exists()
+
+
 def test_sparsity_out_of_range_is_refused(tiny_teacher, tabular_file, tmp_path):
     with pytest.raises(KDError, match="--sparsity must be in"):
         distill(tiny_teacher, tabular_file, tmp_path / "s", sparsity=1.0, quiet=True)

@@ -5,7 +5,8 @@ multiply by a zero weight at synthesis, so a pruned student costs only its non-z
 (`bench.size` counts those). At a fixed MAC budget a wider
 network pruned to fit keeps the teacher's ranking better than a dense narrow one (measured on the digits
 and MNIST tables; benchmarks/README.md). Pruning is gradual: the smallest weights of each trainable kernel
-are zeroed in PRUNE_STEPS steps up to the target sparsity, with fine-tuning under the mask after each step.
+are zeroed in steps (PRUNE_STEPS by default) up to the target sparsity, with fine-tuning under the mask after
+each step.
 """
 from __future__ import annotations
 
@@ -56,9 +57,9 @@ def mask_callback(tf, model, masks: Dict[str, np.ndarray]):
     return KeepPruned()
 
 
-def schedule(sparsity: float) -> List[float]:
-    """The sparsity after each pruning step: equal steps, the last exactly `sparsity`."""
-    return [sparsity * step / PRUNE_STEPS for step in range(1, PRUNE_STEPS)] + [sparsity]
+def schedule(sparsity: float, steps: int = PRUNE_STEPS) -> List[float]:
+    """The sparsity after each of `steps` pruning steps: equal steps, the last exactly `sparsity`."""
+    return [sparsity * step / steps for step in range(1, steps)] + [sparsity]
 
 
 def kernel_sparsity(model) -> float:

@@ -59,6 +59,7 @@ class DistillConfig:
     active: str = "sampled"
     active_fraction: float = 0.1
     sparsity: float = 0.0  # fraction of each trainable kernel pruned to zero after training
+    prune_steps: int = pruning.PRUNE_STEPS  # pruning steps up to `sparsity`, each fine-tuned epochs // 4
     refresh_queries: int = 0  # redraw the training queries every N epochs (0: one draw for the whole fit)
     epochs: int = 100
     batch: Optional[int] = None
@@ -87,6 +88,8 @@ class DistillConfig:
             raise KDError("--active-rounds must be >= 0 and --active-fraction in (0, 10]")
         if self.refresh_queries < 0:
             raise KDError("--refresh-queries must be >= 0 (0: one fixed draw)")
+        if self.prune_steps < 1:
+            raise KDError(f"--prune-steps must be >= 1, got {self.prune_steps}")
         if not 0.0 <= self.sparsity <= MAX_SPARSITY:
             raise KDError(f"--sparsity must be in [0, {MAX_SPARSITY}], got {self.sparsity}")
         if not 0.0 < self.tail_quantile <= 1.0 or self.tail_factor < 1:
@@ -206,7 +209,7 @@ def _refresh(data: Dataset, config: DistillConfig, sample, label, prep, n_train:
 def _prune(model, sets, config: DistillConfig, history, progress, refresh=None) -> dict:
     """Gradual magnitude pruning to `config.sparsity`, fine-tuning under each mask; returns the final masks."""
     epochs = max(2, config.epochs // 4)
-    for sparsity in pruning.schedule(config.sparsity):
+    for sparsity in pruning.schedule(config.sparsity, config.prune_steps):
         masks = pruning.magnitude_masks(model, sparsity)
         pruning.apply_masks(model, masks)
         more = _fit(model, *sets, config, EpochProgress(f"student {config.student} (pruned to {sparsity:.0%})",
