@@ -39,7 +39,11 @@ def test_csv_without_labels(tmp_path):
 
 
 @pytest.mark.parametrize("content,message", [
-    ("a,b\n1,x\n", "non-numeric"),
+    ("a,b\n1,x\n", "line 2, column 'b' holds 'x', not a number"),
+    ("a,b\n1,2\n3,\n", "line 3, column 'b' is empty"),
+    ("a,b,label\n1,2,0\n3,4\n", "line 3 has 2 values, expected 3"),
+    ("a,b\n\n", "header but no data rows"),
+    ("\n\n", "empty"),
     ("", "empty"),
 ])
 def test_bad_csv(tmp_path, content, message):

@@ -86,6 +86,13 @@ def test_plain_state_dict_and_junk_are_refused(tmp_path):
         load_teacher(tmp_path / "missing.pt")
 
 
+def test_truncated_checkpoint_is_named(tiny_teacher, tmp_path):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(tiny_teacher.read_bytes()[:300])
+    with pytest.raises(KDError, match="cut.pt is not a readable teacher file: truncated or corrupt archive"):
+        load_teacher(cut)
+
+
 def test_masked_mse_ignores_padded_objects():
     layout = {"objects": 2, "per_object": 3}
     x = torch.tensor([[1.0, 0.5, 0.2, 0.0, 0.0, 0.0]])

@@ -44,24 +44,38 @@ def _read_npz(path: Path):
 def _read_csv(path: Path):
     try:
         with open(path, newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r]
-    except (OSError, UnicodeDecodeError) as exc:
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, r) for r in reader if any(v.strip() for v in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise KDError(f"cannot read {path}: {exc}") from None
     if not rows:
         raise KDError(f"{path} is empty")
-    header = rows[0] if not _is_numeric_row(rows[0]) else None
+    header = rows[0][1] if not _is_numeric_row(rows[0][1]) else None
     body = rows[1:] if header else rows
-    names = header or [f"x{i}" for i in range(len(rows[0]))]
-    try:
-        table = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
-    except ValueError as exc:
-        raise KDError(f"{path} has a non-numeric value: {exc}") from None
-    label_idx = next((i for i, n in enumerate(names) if n.strip().lower() in LABEL_COLUMNS), None)
+    names = [n.strip() for n in header] if header else [f"x{i}" for i in range(len(rows[0][1]))]
+    if not body:
+        raise KDError(f"{path} has a header but no data rows")
+    table = np.array([_numeric_row(path, line, r, names) for line, r in body], dtype=np.float64)
+    label_idx = next((i for i, n in enumerate(names) if n.lower() in LABEL_COLUMNS), None)
     if label_idx is None:
         return table, None, names
     y = table[:, label_idx]
     x = np.delete(table, label_idx, axis=1)
     return x, y, [n for i, n in enumerate(names) if i != label_idx]
+
+
+def _numeric_row(path: Path, line: int, row, names) -> list:
+    """The row as floats; a wrong length, an empty cell or text is an error naming the line and column."""
+    if len(row) != len(names):
+        raise KDError(f"{path} line {line} has {len(row)} values, expected {len(names)} like the first row")
+    values = []
+    for name, text in zip(names, row):
+        try:
+            values.append(float(text))
+        except ValueError:
+            what = "is empty" if not text.strip() else f"holds {text.strip()[:40]!r}, not a number"
+            raise KDError(f"{path} line {line}, column '{name}' {what}") from None
+    return values
 
 
 def _is_numeric_row(row) -> bool:

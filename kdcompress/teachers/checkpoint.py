@@ -105,7 +105,8 @@ def _load_checkpoint(path: Path, score: Optional[str]) -> Teacher:
         raise KDError(f"{path} holds pickled code (e.g. a whole nn.Module), which is never loaded; "
                       f"{PICKLE_HELP}") from None
     except Exception as exc:
-        raise KDError(f"{path} is not a readable teacher file: {_first_line(exc)}") from None
+        reason = "truncated or corrupt archive" if "central directory" in str(exc) else _first_line(exc)
+        raise KDError(f"{path} is not a readable teacher file: {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_TAG:
         raise KDError(f"{path} is a plain torch file, not a kdcompress teacher checkpoint; {PICKLE_HELP}")
     module = build_module(payload["arch"])
