@@ -42,6 +42,7 @@ def test_csv_without_labels(tmp_path):
     ("a,b\n1,x\n", "line 2, column 'b' holds 'x', not a number"),
     ("a,b\n1,2\n3,\n", "line 3, column 'b' is empty"),
     ("a,b,label\n1,2,0\n3,4\n", "line 3 has 2 values, expected 3"),
+    ("a,b\n1,2,3\n4,5,6\n", "line 2 has 3 values, expected 2"),
     ("a,b\n\n", "header but no data rows"),
     ("\n\n", "empty"),
     ("", "empty"),

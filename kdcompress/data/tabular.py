@@ -55,7 +55,7 @@ def _read_csv(path: Path):
     names = [n.strip() for n in header] if header else [f"x{i}" for i in range(len(rows[0][1]))]
     if not body:
         raise KDError(f"{path} has a header but no data rows")
-    table = np.array([_numeric_row(path, line, r, names) for line, r in body], dtype=np.float64)
+    table = _numeric_table(path, body, names)
     label_idx = next((i for i, n in enumerate(names) if n.lower() in LABEL_COLUMNS), None)
     if label_idx is None:
         return table, None, names
@@ -64,18 +64,28 @@ def _read_csv(path: Path):
     return x, y, [n for i, n in enumerate(names) if i != label_idx]
 
 
-def _numeric_row(path: Path, line: int, row, names) -> list:
-    """The row as floats; a wrong length, an empty cell or text is an error naming the line and column."""
+def _numeric_table(path: Path, body, names) -> np.ndarray:
+    try:
+        table = np.array([r for _, r in body], dtype=np.float64)
+        if table.shape[1] == len(names):
+            return table
+    except ValueError:
+        pass
+    for line, row in body:  # slow pass, only to name the first bad line and column
+        _check_row(path, line, row, names)
+    raise KDError(f"{path} holds values that are not numbers")
+
+
+def _check_row(path: Path, line: int, row, names) -> None:
+    """A wrong length, an empty cell or text is an error naming the line and column."""
     if len(row) != len(names):
         raise KDError(f"{path} line {line} has {len(row)} values, expected {len(names)} like the first row")
-    values = []
     for name, text in zip(names, row):
         try:
-            values.append(float(text))
+            float(text)
         except ValueError:
             what = "is empty" if not text.strip() else f"holds {text.strip()[:40]!r}, not a number"
             raise KDError(f"{path} line {line}, column '{name}' {what}") from None
-    return values
 
 
 def _is_numeric_row(row) -> bool:
