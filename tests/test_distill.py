@@ -6,7 +6,7 @@ import torch
 
 from kdcompress import KDError, load_dataset
 from kdcompress.api import distill
-from kdcompress.distill.queries import make_queries, parse_queries, repair_structure
+from kdcompress.distill.queries import IMAGE_SYMMETRIES, make_queries, parse_queries, repair_structure
 from kdcompress.distill.sampling import inverse_density_weights, tail_indices
 from kdcompress.students import load_student
 
@@ -359,3 +359,50 @@ def test_fresh_queries_teach_more_of_the_teachers_score_than_one_small_draw(tiny
     fresh = distill(tiny_teacher, tabular_file, tmp_path / "fresh", refresh_queries=1, **kwargs)
     assert fresh["training"]["query_draws"] > 20
     assert fresh["fidelity"]["spearman"] > fixed["fidelity"]["spearman"] + 0.01
+
+
+def _symmetries_of(images: np.ndarray, transforms) -> dict:
+    """Every transform of every image, flattened: bytes -> transform index."""
+    return {t(images[i:i + 1]).tobytes(): k for i in range(len(images)) for k, t in enumerate(transforms)}
+
+
+def test_flips_are_symmetries_of_normal_images_seeded():
+    rng = np.random.default_rng(0)
+    square = rng.random((30, 4, 4)).astype(np.float32)
+    square[:, :, 0] = 0.0  # a column never lit in the normal images: flips may light it
+    q = make_queries(square.reshape(30, 16), {"flips": 4.0}, np.random.default_rng(1), image_shape=(4, 4))
+    again = make_queries(square.reshape(30, 16), {"flips": 4.0}, np.random.default_rng(1), image_shape=(4, 4))
+    other = make_queries(square.reshape(30, 16), {"flips": 4.0}, np.random.default_rng(2), image_shape=(4, 4))
+    assert q.shape == (120, 16) and np.array_equal(q, again) and not np.array_equal(q, other)
+    known = _symmetries_of(square, IMAGE_SYMMETRIES)
+    kinds = [known.get(row.reshape(1, 4, 4).tobytes()) for row in q]
+    assert None not in kinds and set(kinds) == set(range(7))  # all 7 non-trivial symmetries of the square
+    assert (q.reshape(-1, 4, 4)[:, :, 0] != 0).any()
+    identity = {square[i:i + 1].tobytes() for i in range(30)}
+    assert not any(row.reshape(1, 4, 4).tobytes() in identity for row in q)
+
+    wide = rng.random((30, 2, 5)).astype(np.float32)
+    q = make_queries(wide.reshape(30, 10), {"flips": 2.0}, np.random.default_rng(1), image_shape=(2, 5))
+    known = _symmetries_of(wide, IMAGE_SYMMETRIES[:3])
+    assert {known.get(row.reshape(1, 2, 5).tobytes()) for row in q} == {0, 1, 2}
+
+
+def test_flips_need_images(tiny_teacher, tabular_file, tmp_path):
+    x = np.random.default_rng(0).random((20, 16)).astype(np.float32)
+    with pytest.raises(KDError, match="'flips' needs image data"):
+        make_queries(x, {"flips": 1.0}, np.random.default_rng(0))
+    with pytest.raises(KDError, match="'flips' needs image data"):
+        distill(tiny_teacher, tabular_file, tmp_path / "s", queries={"flips": 0.5}, epochs=1, quiet=True)
+    assert not (tmp_path / "s").exists()
+
+
+def test_distill_on_images_with_flips(tiny_teacher, tabular_file, tmp_path):
+    raw = np.load(tabular_file)
+    np.savez(tmp_path / "img.npz", X=raw["X"].reshape(len(raw["X"]), 3, 4), y=raw["y"])
+    result = distill(tiny_teacher, tmp_path / "img.npz", tmp_path / "s", queries={"noise": 0.5, "flips": 0.5},
+                     hidden=[8, 4], epochs=3, min_queries=2000, quiet=True)
+    flat = distill(tiny_teacher, tabular_file, tmp_path / "f", hidden=[8, 4], epochs=3, min_queries=2000, quiet=True)
+    assert result["teacher"]["anomaly"]["auroc"] == pytest.approx(flat["teacher"]["anomaly"]["auroc"])
+    meta = json.loads((tmp_path / "s" / "student.json").read_text())
+    assert meta["config"]["queries"] == {"noise": 0.5, "flips": 0.5} and meta["image_shape"] == [3, 4]
+    assert json.loads((tmp_path / "f" / "student.json").read_text())["image_shape"] is None

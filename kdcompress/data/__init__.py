@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class Dataset:
     feature_names: List[str]
     layout: Optional[dict] = None
     extra: dict = field(default_factory=dict)
+    image_shape: Optional[Tuple[int, int]] = None  # (height, width) when each row is a flattened image
 
     @property
     def n_features(self) -> int:
@@ -34,7 +35,8 @@ class Dataset:
 
     def describe(self) -> str:
         sig = ", ".join(f"{k} {len(v)}" for k, v in self.signals.items()) or "none"
-        return (f"{self.kind} data from {self.source}: {self.n_features} features; background "
+        shape = f" ({self.image_shape[0]}x{self.image_shape[1]} images)" if self.image_shape else ""
+        return (f"{self.kind} data from {self.source}: {self.n_features} features{shape}; background "
                 f"train {len(self.train)}, val {len(self.val)}, test {len(self.test)}; signals: {sig}")
 
 

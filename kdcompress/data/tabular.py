@@ -1,4 +1,7 @@
-"""Generic tabular anomaly data: .npz with `X` (and optional `y`) or .csv with an optional `y`/`label` column."""
+"""Generic tabular anomaly data: .npz with `X` (and optional `y`) or .csv with an optional `y`/`label` column.
+
+An .npz `X` of shape (rows, height, width) holds images: they are flattened row-major and the image shape
+is kept, so that image-aware query strategies (`flips`) can use it."""
 from __future__ import annotations
 
 import csv
@@ -16,12 +19,17 @@ LABEL_COLUMNS = ("y", "label", "labels", "anomaly", "target")
 
 def load_tabular(path: Path, seed: int = 0) -> Dataset:
     x, y, names = _read_npz(path) if path.suffix.lower() == ".npz" else _read_csv(path)
+    image_shape = None
+    if x.ndim == 3 and x.shape[1] > 0 and x.shape[2] > 0:
+        image_shape = (int(x.shape[1]), int(x.shape[2]))
+        x = x.reshape(len(x), -1)
+        names = [f"px{r}_{c}" for r in range(image_shape[0]) for c in range(image_shape[1])]
     _validate(path, x, y)
     normal = x[y == 0] if y is not None else x
     train, val, test = _split(normal, seed)
     signals = {"anomaly": x[y == 1]} if y is not None and (y == 1).any() else {}
     return Dataset(source=str(path), kind="tabular", train=train, val=val, test=test, signals=signals,
-                   feature_names=names, extra={"split_seed": seed, "split": list(SPLIT)})
+                   feature_names=names, extra={"split_seed": seed, "split": list(SPLIT)}, image_shape=image_shape)
 
 
 def _read_npz(path: Path):
@@ -98,7 +106,8 @@ def _is_numeric_row(row) -> bool:
 
 def _validate(path: Path, x: np.ndarray, y):
     if x.ndim != 2:
-        raise KDError(f"{path}: features must be a 2-D table (rows, features), found shape {x.shape}")
+        raise KDError(f"{path}: features must be a 2-D table (rows, features) or 3-D images (rows, height, "
+                      f"width), found shape {x.shape}")
     if len(x) == 0 or x.shape[1] == 0:
         raise KDError(f"{path} holds no rows or no features")
     check_finite(x.astype(np.float64), str(path))

@@ -174,17 +174,43 @@ def pixel_noise(x: np.ndarray, n: int, rng: np.random.Generator, sigma: float = 
     return np.clip(base + sigma * rng.standard_normal(base.shape), x.min(), x.max()), base
 
 
+@QUERIES.register("flips")
+def flips(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Optional[tuple] = None) -> np.ndarray:
+    """Images flipped or rotated (every symmetry of the square but the identity; of the rectangle when
+    height != width): the local statistics of normal images (stroke width, texture, brightness) in shapes the
+    normal data need not hold, so the student has to learn the teacher's judgement of shape."""
+    if not image_shape:
+        raise KDError("query strategy 'flips' needs image data: an .npz whose X has shape (rows, height, width)")
+    height, width = image_shape
+    transforms = IMAGE_SYMMETRIES if height == width else IMAGE_SYMMETRIES[:3]
+    pick = rng.integers(0, len(x), n)
+    kind = rng.integers(0, len(transforms), n)
+    images = x[pick].reshape(n, height, width)
+    q = np.empty_like(images)
+    for k, transform in enumerate(transforms):
+        q[kind == k] = transform(images[kind == k])
+    return q.reshape(n, -1), x[pick]
+
+
+IMAGE_SYMMETRIES = (  # batches (n, h, w); the first three keep a rectangle's shape
+    lambda b: b[:, :, ::-1], lambda b: b[:, ::-1, :], lambda b: b[:, ::-1, ::-1],
+    lambda b: np.rot90(b, 1, (1, 2)), lambda b: np.rot90(b, 3, (1, 2)),
+    lambda b: np.transpose(b, (0, 2, 1)), lambda b: np.rot90(b, 2, (1, 2)).transpose(0, 2, 1))
+
+
 # Drawn outside the registry: from a user-given data set, or with the teacher's gradient.
 UNREGISTERED_STRATEGIES = ("outliers", "uphill")
 # Outliers are real data, pixel noise lights every pixel and `objects` fills slots the normal data may
 # never fill, by design: their features are never reset, even those constant in the normal data.
-KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects")
+KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects", "flips")
 NEEDS_LAYOUT = ("objects", "harder")
+NEEDS_IMAGE_SHAPE = ("flips",)
 
 
 def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Generator,
                  layout: Optional[dict] = None, outliers: Optional[np.ndarray] = None,
-                 teacher_gradient: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
+                 teacher_gradient: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                 image_shape: Optional[tuple] = None) -> np.ndarray:
     """Queries for each strategy, `strategies[name]` x len(x) of them, structure-repaired for `layout`.
 
     `uphill` needs `teacher_gradient` (d teacher score / d raw input); without it those become `inrange`."""
@@ -202,6 +228,7 @@ def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Gen
                            else in_range(x, count, rng))
         else:
             extra = {"layout": layout} if name in NEEDS_LAYOUT else {}
+            extra.update({"image_shape": image_shape} if name in NEEDS_IMAGE_SHAPE else {})
             q, template = QUERIES.get(name)(x, count, rng, **extra)
         q = repair_structure(q, template, layout) if layout else q
         if name not in KEEPS_CONSTANT_FEATURES_FREE:

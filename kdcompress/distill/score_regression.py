@@ -103,7 +103,7 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     config = config or DistillConfig()
     student, history = fit_student(teacher, data, config, quiet)
     result = evaluate_pair(teacher, student, data)
-    probe = probe_set(data.val, data.layout)
+    probe = probe_set(data.val, data.layout, data.image_shape)
     on_probe = teacher.score(probe.points), student.score(probe.points)
     result["fidelity"] = fidelity(*on_probe, probe.n_normal)
     result["teacher_memorisation"] = teacher_memorisation(teacher.score, data.train, data.val)
@@ -280,7 +280,7 @@ def _query_sampler(data: Dataset, config: DistillConfig, teacher_gradient=None):
 
     def sample(events: np.ndarray, min_queries: int, rng: np.random.Generator) -> np.ndarray:
         fractions = query_fractions(config.queries, len(events), min_queries)
-        return make_queries(events, fractions, rng, data.layout, outliers, teacher_gradient)
+        return make_queries(events, fractions, rng, data.layout, outliers, teacher_gradient, data.image_shape)
     return sample
 
 
@@ -406,6 +406,7 @@ def _student_meta(teacher: Teacher, data: Dataset, prep, config: DistillConfig, 
         "n_features": data.n_features,
         "feature_names": list(data.feature_names),
         "layout": data.layout,
+        "image_shape": list(data.image_shape) if data.image_shape else None,
         "preprocessing": prep.to_dict(),
         "score_transform": config.target,
         "output_transform": OUTPUT_TRANSFORMS.get(config.student, "none"),
