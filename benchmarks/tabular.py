@@ -4,8 +4,7 @@
         [--students naive,default,auto] [--publish]
 
 Data (no download): the tables bundled with scikit-learn (breast cancer, wine, digits) and the MNIST test set
-beside the repo (../shared/data/mnist, 2x2-pooled to 14x14). Each becomes a .npz (X, y: 1 = anomaly; the image
-sets digits and mnist as (rows, height, width) images)
+beside the repo (../shared/data/mnist, 2x2-pooled to 196 features). Each becomes a .npz (X, y: 1 = anomaly)
 and runs: default dense-AE teacher -> three students (or those given by --students, auto always among them),
 each judged against the same teacher:
   naive   32-16 MLP, no queries, no reweighting (what a new user tries first);
@@ -39,12 +38,11 @@ STUDENTS = {
 }
 
 
-def _sklearn(loader: str, normal: Callable[[np.ndarray], np.ndarray], field: str = "data"):
-    """`field` "images" gives an image set as (rows, height, width), as a user with images would."""
+def _sklearn(loader: str, normal: Callable[[np.ndarray], np.ndarray]):
     def build(_args):
         import sklearn.datasets
         bunch = getattr(sklearn.datasets, loader)()
-        return getattr(bunch, field).astype(np.float32), (~normal(bunch.target)).astype(np.int64)
+        return bunch.data.astype(np.float32), (~normal(bunch.target)).astype(np.int64)
     return build
 
 
@@ -52,7 +50,7 @@ def _mnist(args):
     from kdcompress.data.mnist import read_images_labels
     images, labels = read_images_labels(Path(args.mnist) / "t10k-images-idx3-ubyte.gz",
                                         Path(args.mnist) / "t10k-labels-idx1-ubyte.gz")
-    pooled = images.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4))
+    pooled = images.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(len(images), -1)
     return pooled.astype(np.float32), (labels >= 5).astype(np.int64)
 
 
@@ -61,10 +59,9 @@ SETS: Dict[str, tuple] = {
                _sklearn("load_breast_cancer", lambda t: t == 1)),
     "wine": ("wine (sklearn): cultivars 0-1 normal, cultivar 2 anomalous; 13 features",
              _sklearn("load_wine", lambda t: t < 2)),
-    "digits": ("digits 8x8 (sklearn): 0-4 normal, 5-9 anomalous; 64 features, given as 8x8 images",
-               _sklearn("load_digits", lambda t: t < 5, field="images")),
-    "mnist": ("MNIST test set, 2x2-pooled: 0-4 normal, 5-9 anomalous; 196 features, given as 14x14 images",
-              _mnist),
+    "digits": ("digits 8x8 (sklearn): 0-4 normal, 5-9 anomalous; 64 features",
+               _sklearn("load_digits", lambda t: t < 5)),
+    "mnist": ("MNIST test set, 2x2-pooled: 0-4 normal, 5-9 anomalous; 196 features", _mnist),
 }
 
 
@@ -82,7 +79,7 @@ def run_set(name: str, out: Path, args) -> dict:
     start = time.perf_counter()
     api.train_teacher(data, folder / "teacher.pt", seed=args.seed, quiet=True)
     row = {"description": SETS[name][0], "rows": int(len(x)), "anomalies": int(y.sum()),
-           "features": int(np.prod(x.shape[1:])), "students": {}}
+           "features": int(x.shape[1]), "students": {}}
     for student in args.students:
         _say(f"{name}: student {student}")
         result = api.distill(folder / "teacher.pt", data, folder / student, seed=args.seed, quiet=True,

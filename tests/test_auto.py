@@ -55,24 +55,10 @@ def test_probe_set_is_fixed_and_broad(tabular_file):
     assert a.points[a.n_normal:].std() > data.val.std()
 
 
-def test_probe_set_on_images_adds_flips_and_keeps_the_rest(tabular_file):
-    data = load_dataset(tabular_file)
-    flat, images = probe_set(data.val, None), probe_set(data.val, None, (3, 4))
-    assert len(images.points) > len(flat.points) and images.n_normal == flat.n_normal
-    assert np.array_equal(images.points[:len(flat.points)], flat.points)  # same draws, flips appended
-
-
-def test_image_strategies_only_for_images():
-    assert not any("flips" in q for q in auto.strategies_for(None))
-    on_images = auto.strategies_for(None, (14, 14))
-    assert set(auto.IMAGE_STRATEGIES) <= set(on_images) and set(auto.STRATEGIES) <= set(on_images)
-
-
 @pytest.fixture
 def small_search(monkeypatch):
     monkeypatch.setattr(auto, "STRATEGIES", {"none": {}, "noise": {"noise": 1.0}})
     monkeypatch.setattr(auto, "OBJECT_STRATEGIES", {"noise+objects": {"noise": 1.0, "objects": 0.5}})
-    monkeypatch.setattr(auto, "IMAGE_STRATEGIES", {"noise+flips": {"noise": 1.0, "flips": 0.5}})
     monkeypatch.setattr(auto, "WIDTHS", ((4, 2), (8, 4)))
     monkeypatch.setattr(auto, "SEARCH_EPOCHS", 3)
 
@@ -101,7 +87,7 @@ def test_auto_choice_ignores_labels(small_search, tiny_teacher, tabular_file, tm
     assert a["ablation"][0]["auroc"] != b["ablation"][0]["auroc"]  # the labels did change the evaluation
     tried = {(t["head"], t["queries"]) for t in a["selection"]["tried"]}
     assert tried >= {("mlp", "none"), ("mlp", "noise"), ("energy", "none"), ("energy", "noise")}
-    assert all("objects" not in q and "flips" not in q for _, q in tried)  # flat tables: no objects, no images
+    assert all("objects" not in q for _, q in tried)  # flat tables have no object groups
     assert {t["active"] for t in a["selection"]["tried"]} == {"none", "sampled", "ascent"}
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["selection"]["chosen"]["head"] in ("mlp", "energy")
@@ -251,13 +237,3 @@ def test_pruned_trial_over_budget_after_training_is_dropped_and_said(monkeypatch
     kept = auto._pruned_trials(FakeSearch(), best, ["noise", "broad"], {"macs": 60, "bops": None})
     assert [t["queries"] for t in kept] == ["noise"]
     assert len(notes) == 1 and "70 MACs" in notes[0] and "exceed the budget" in notes[0]
-
-
-def test_auto_on_images_tries_flips(small_search, tiny_teacher, tabular_file, tmp_path):
-    raw = np.load(tabular_file)
-    np.savez(tmp_path / "img.npz", X=raw["X"].reshape(len(raw["X"]), 3, 4), y=raw["y"])
-    from kdcompress.distill import DistillConfig
-    result = auto.auto_distill(load_teacher(tiny_teacher), load_dataset(tmp_path / "img.npz"), tmp_path / "a",
-                               DistillConfig(epochs=3, seed=0), budget_macs=10_000, quiet=True)
-    tried = {(t["head"], t["queries"]) for t in result["selection"]["tried"]}
-    assert {("mlp", "noise+flips"), ("energy", "noise+flips")} <= tried

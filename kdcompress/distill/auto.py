@@ -37,13 +37,6 @@ OBJECT_STRATEGIES: Dict[str, Dict[str, float]] = {
     "broad+objects+harder": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15, "objects": 0.5,
                              "harder": 0.5},
 }
-# Tried too on images: with flipped and rotated normal images (`flips`). On 2x2-pooled MNIST (digits 0-4
-# normal) they took the chosen setting from -0.028 / -0.023 to -0.017 / -0.017 AUROC against the teacher
-# (student seeds 1 / 2): without them the student is never shown a normal-looking image of a new shape.
-IMAGE_STRATEGIES: Dict[str, Dict[str, float]] = {
-    "noise+mixup+flips": {"noise": 0.5, "mixup": 0.5, "flips": 0.3},
-    "broad+flips": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15, "flips": 0.3},
-}
 HEADS = ("mlp", "energy")
 ACTIVE = ("sampled", "ascent")  # tried on the best setting: disagreement-driven rounds on top of its queries
 ACTIVE_ROUNDS = 2
@@ -65,7 +58,7 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
                  budget_bops: Optional[int] = None, quiet: bool = False) -> dict:
     """Search, pick by fidelity, retrain the winner on all data and write it like `distill`."""
     budget = _budget(teacher, budget_macs, budget_bops)
-    search = Search(teacher, _subsample(data, base.seed), probe_set(data.val, data.layout, data.image_shape), base,
+    search = Search(teacher, _subsample(data, base.seed), probe_set(data.val, data.layout), base,
                     EpochProgress("auto", 1, quiet))
     trials = _search(search, budget)
     best = _best(trials)
@@ -122,8 +115,7 @@ def _search(search: Search, budget: dict) -> List[dict]:
     widths = {head: _widths_within(search.data.n_features, head, search.base, budget) for head in HEADS}
     if not any(widths.values()):
         raise KDError(f"no student fits the budget {budget}; the smallest is {WIDTHS[0]}")
-    first = [(strategy, head) for strategy in strategies_for(search.data.layout, search.data.image_shape)
-             for head in HEADS if widths[head]]
+    first = [(strategy, head) for strategy in strategies_for(search.data.layout) for head in HEADS if widths[head]]
     search.planned = len(first) + 2 + len(ACTIVE) + PRUNED_MAX_STRATEGIES * len(PRUNED_WIDENING)
     search.log.note(f"searching up to {search.planned} settings, each a student trained on "
                     f"{len(search.data.train):,} events (labels never read)")
@@ -140,9 +132,8 @@ def _search(search: Search, budget: dict) -> List[dict]:
     return trials + _pruned_trials(search, best, strategies, budget)
 
 
-def strategies_for(layout: Optional[dict], image_shape: Optional[tuple] = None) -> Dict[str, Dict[str, float]]:
-    return {**STRATEGIES, **(OBJECT_STRATEGIES if has_object_groups(layout) else {}),
-            **(IMAGE_STRATEGIES if image_shape else {})}
+def strategies_for(layout: Optional[dict]) -> Dict[str, Dict[str, float]]:
+    return {**STRATEGIES, **(OBJECT_STRATEGIES if has_object_groups(layout) else {})}
 
 
 def _best(trials: List[dict]) -> dict:
@@ -224,7 +215,7 @@ def _subsample(data: Dataset, seed: int) -> Dataset:
 
 
 def _config_for(base: DistillConfig, queries, head: str, hidden: Sequence[int], **changes) -> DistillConfig:
-    q = {**STRATEGIES, **OBJECT_STRATEGIES, **IMAGE_STRATEGIES}[queries] if isinstance(queries, str) else queries
+    q = {**STRATEGIES, **OBJECT_STRATEGIES}[queries] if isinstance(queries, str) else queries
     return dataclasses.replace(base, student=head, hidden=tuple(hidden), queries=dict(q), **changes)
 
 

@@ -18,7 +18,6 @@ from .queries import make_queries, plus_physics
 
 PROBE_STRATEGIES = {"noise": 0.5, "mixup": 0.25, "box": 0.125, "marginals": 0.125}
 PROBE_PHYSICS = 0.25  # fraction of `objects` and of `harder` probes where the layout has object groups
-PROBE_FLIPS = 0.25  # fraction of `flips` probes (flipped and rotated normal images) on image data
 PROBE_SEED = 20231  # fixed: the probe set must not depend on the training seed
 MAX_PROBE_BASE = 20_000
 MIN_PROBE_QUERIES = 10_000  # so that the top 0.1% holds at least 10 points even for small data sets
@@ -30,16 +29,14 @@ class Probe:
     n_normal: int
 
 
-def probe_set(val: np.ndarray, layout: Optional[dict], image_shape: Optional[tuple] = None) -> Probe:
-    """Held-out points for fidelity: validation events and as many broad queries around them (on images,
-    flipped and rotated ones too: normal-looking images of new shapes)."""
+def probe_set(val: np.ndarray, layout: Optional[dict]) -> Probe:
+    """Held-out points for fidelity: validation events and as many broad queries around them."""
     rng = np.random.default_rng(PROBE_SEED)
     base = val[rng.permutation(len(val))[:MAX_PROBE_BASE]]
     factor = max(1.0, MIN_PROBE_QUERIES / max(1, len(base)))
-    mix = {**plus_physics(PROBE_STRATEGIES, PROBE_PHYSICS, layout), **({"flips": PROBE_FLIPS} if image_shape else {})}
+    mix = plus_physics(PROBE_STRATEGIES, PROBE_PHYSICS, layout)
     strategies = {name: fraction * factor for name, fraction in mix.items()}
-    queries = make_queries(base, strategies, rng, layout, image_shape=image_shape)
-    return Probe(np.concatenate([base, queries]), len(base))
+    return Probe(np.concatenate([base, make_queries(base, strategies, rng, layout)]), len(base))
 
 
 def fidelity(teacher_scores: np.ndarray, student_scores: np.ndarray, n_normal: Optional[int] = None) -> dict:

@@ -103,7 +103,7 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     config = config or DistillConfig()
     student, history = fit_student(teacher, data, config, quiet)
     result = evaluate_pair(teacher, student, data)
-    probe = probe_set(data.val, data.layout, data.image_shape)
+    probe = probe_set(data.val, data.layout)
     on_probe = teacher.score(probe.points), student.score(probe.points)
     result["fidelity"] = fidelity(*on_probe, probe.n_normal)
     result["teacher_memorisation"] = teacher_memorisation(teacher.score, data.train, data.val)
