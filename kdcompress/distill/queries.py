@@ -200,8 +200,9 @@ IMAGE_SYMMETRIES = (  # batches (n, h, w); the first three keep a rectangle's sh
 
 # Drawn outside the registry: from a user-given data set, or with the teacher's gradient.
 UNREGISTERED_STRATEGIES = ("outliers", "uphill")
-# Outliers are real data, pixel noise lights every pixel and `objects` fills slots the normal data may
-# never fill, by design: their features are never reset, even those constant in the normal data.
+# Outliers are real data, pixel noise lights every pixel, flips move ink onto pixels the normal images may
+# never light and `objects` fills slots the normal data may never fill, by design: their features are never
+# reset, even those constant in the normal data.
 KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects", "flips")
 NEEDS_LAYOUT = ("objects", "harder")
 NEEDS_IMAGE_SHAPE = ("flips",)
@@ -228,7 +229,8 @@ def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Gen
                            else in_range(x, count, rng))
         else:
             extra = {"layout": layout} if name in NEEDS_LAYOUT else {}
-            extra.update({"image_shape": image_shape} if name in NEEDS_IMAGE_SHAPE else {})
+            if name in NEEDS_IMAGE_SHAPE:
+                extra["image_shape"] = image_shape
             q, template = QUERIES.get(name)(x, count, rng, **extra)
         q = repair_structure(q, template, layout) if layout else q
         if name not in KEEPS_CONSTANT_FEATURES_FREE:
