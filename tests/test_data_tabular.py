@@ -104,8 +104,8 @@ def test_npz_images_are_flattened_row_major_and_keep_their_shape(tmp_path):
     assert data.feature_names[:5] == ["px0_0", "px0_1", "px0_2", "px0_3", "px1_0"]
     assert np.array_equal(data.signals["anomaly"], images[30:].reshape(10, 12))
     assert "3x4 images" in data.describe()
-    flat = np.savez(tmp_path / "flat.npz", X=images.reshape(40, 12)) or load_dataset(tmp_path / "flat.npz")
-    assert flat.image_shape is None
+    np.savez(tmp_path / "flat.npz", X=images.reshape(40, 12))
+    assert load_dataset(tmp_path / "flat.npz").image_shape is None
     np.savez(tmp_path / "4d.npz", X=images.reshape(40, 3, 2, 2))
     with pytest.raises(KDError, match="2-D table .* or 3-D images"):
         load_dataset(tmp_path / "4d.npz")

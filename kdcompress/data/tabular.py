@@ -18,12 +18,7 @@ LABEL_COLUMNS = ("y", "label", "labels", "anomaly", "target")
 
 
 def load_tabular(path: Path, seed: int = 0) -> Dataset:
-    x, y, names = _read_npz(path) if path.suffix.lower() == ".npz" else _read_csv(path)
-    image_shape = None
-    if x.ndim == 3 and x.shape[1] > 0 and x.shape[2] > 0:
-        image_shape = (int(x.shape[1]), int(x.shape[2]))
-        x = x.reshape(len(x), -1)
-        names = [f"px{r}_{c}" for r in range(image_shape[0]) for c in range(image_shape[1])]
+    x, y, names, image_shape = _read_npz(path) if path.suffix.lower() == ".npz" else (*_read_csv(path), None)
     _validate(path, x, y)
     normal = x[y == 0] if y is not None else x
     train, val, test = _split(normal, seed)
@@ -45,8 +40,12 @@ def _read_npz(path: Path):
         raise KDError(f"{path} is not a readable .npz file ({exc.__class__.__name__})") from None
     if x.dtype == object:
         raise KDError(f"{path}: 'X' must be numeric")
+    if x.ndim == 3 and x.shape[1] > 0 and x.shape[2] > 0:  # images: flattened row-major, shape kept
+        height, width = int(x.shape[1]), int(x.shape[2])
+        names = [f"px{r}_{c}" for r in range(height) for c in range(width)]
+        return x.reshape(len(x), -1), y, names, (height, width)
     names = [f"x{i}" for i in range(x.shape[1])] if x.ndim == 2 else []
-    return x, y, names
+    return x, y, names, None
 
 
 def _read_csv(path: Path):
