@@ -197,7 +197,8 @@ def test_distillation_section_shows_auto_selection_and_ablation(tiny_teacher, au
                       "| rank | AUROC anomaly (evaluation only) |")
     expected = [["★" if mine["chosen"] else "", row["head"], row["queries"], "-".join(map(str, row["hidden"])),
                  row["active"], "0%", f"{row['macs']:,}", f"{row['bops']:,}"]
-                + [f"{row['fidelity'][k]:.4f}" for k in FIDELITY_KEYS] + [f"{row['rank']:.4f}", f"{row['auroc']['anomaly']:.4f}"]
+                + [f"{row['fidelity'][k]:.4f}" for k in FIDELITY_KEYS]
+                + [f"{row['rank']:.4f}", f"{row['auroc']['anomaly']:.4f}"]
                 for row, mine in zip(recorded["ablation"], ablation)]
     assert rows == expected
     assert sum(row[0] == "★" for row in rows) == 1
@@ -247,7 +248,8 @@ def test_distillation_record_tolerates_missing_and_partial_metrics(quick_report,
     _, report = quick_report
     text = render.markdown({**report, "distillation": record})
     _, rows = _md_table_rows(text, "Search (ablation)")
-    assert rows[0][:8] == ["★", "mlp", "noise 0.5 + mixup 0.5", "8-4", "—", "—", "140", "—"]  # records before pruning
+    # records from before pruning
+    assert rows[0][:8] == ["★", "mlp", "noise 0.5 + mixup 0.5", "8-4", "—", "—", "140", "—"]
     assert rows[1][:2] == ["", "energy"] and "evaluation only" not in text
     assert "(budget: none recorded)" in text
     assert _md_table_rows(text, "Active query rounds")[1] == [["1", "sampled", "180", "0.3100", "0.1200"]]
