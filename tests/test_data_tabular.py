@@ -107,5 +107,17 @@ def test_npz_images_are_flattened_row_major_and_keep_their_shape(tmp_path):
     np.savez(tmp_path / "flat.npz", X=images.reshape(40, 12))
     assert load_dataset(tmp_path / "flat.npz").image_shape is None
     np.savez(tmp_path / "4d.npz", X=images.reshape(40, 3, 2, 2))
-    with pytest.raises(KDError, match="2-D table .* or 3-D images"):
+    with pytest.raises(KDError, match="images must have one channel, found shape \\(40, 3, 2, 2\\)"):
         load_dataset(tmp_path / "4d.npz")
+    np.savez(tmp_path / "5d.npz", X=images.reshape(40, 3, 2, 2, 1))
+    with pytest.raises(KDError, match="2-D table .* or images"):
+        load_dataset(tmp_path / "5d.npz")
+
+
+@pytest.mark.parametrize("stored", [(40, 3, 4, 1), (40, 1, 3, 4)], ids=["channels-last", "channels-first"])
+def test_npz_single_channel_images_are_read_as_images(tmp_path, stored):
+    images = np.random.default_rng(1).random((40, 3, 4)).astype(np.float32)
+    np.savez(tmp_path / "img.npz", X=images.reshape(stored), y=np.r_[np.zeros(30), np.ones(10)])
+    data = load_dataset(tmp_path / "img.npz")
+    assert data.image_shape == (3, 4)
+    assert np.array_equal(data.signals["anomaly"], images[30:].reshape(10, 12))

@@ -40,12 +40,25 @@ def _read_npz(path: Path):
         raise KDError(f"{path} is not a readable .npz file ({exc.__class__.__name__})") from None
     if x.dtype == object:
         raise KDError(f"{path}: 'X' must be numeric")
+    x = _single_channel_squeezed(path, x)
     if x.ndim == 3 and x.shape[1] > 0 and x.shape[2] > 0:  # images: flattened row-major, shape kept
         height, width = int(x.shape[1]), int(x.shape[2])
         names = [f"px{r}_{c}" for r in range(height) for c in range(width)]
         return x.reshape(len(x), -1), y, names, (height, width)
     names = [f"x{i}" for i in range(x.shape[1])] if x.ndim == 2 else []
     return x, y, names, None
+
+
+def _single_channel_squeezed(path: Path, x: np.ndarray) -> np.ndarray:
+    """Grey images stored (N, H, W, 1) as in Keras or (N, 1, H, W) as in PyTorch become (N, H, W)."""
+    if x.ndim != 4:
+        return x
+    if x.shape[3] == 1:
+        return x[..., 0]
+    if x.shape[1] == 1:
+        return x[:, 0]
+    raise KDError(f"{path}: images must have one channel, found shape {x.shape} (give one channel per file, "
+                  f"or flatten the channels into a 2-D table)")
 
 
 def _read_csv(path: Path):
@@ -105,8 +118,8 @@ def _is_numeric_row(row) -> bool:
 
 def _validate(path: Path, x: np.ndarray, y):
     if x.ndim != 2:
-        raise KDError(f"{path}: features must be a 2-D table (rows, features) or 3-D images (rows, height, "
-                      f"width), found shape {x.shape}")
+        raise KDError(f"{path}: features must be a 2-D table (rows, features) or images (rows, height, width"
+                      f"[, 1]), found shape {x.shape}")
     if len(x) == 0 or x.shape[1] == 0:
         raise KDError(f"{path} holds no rows or no features")
     check_finite(x.astype(np.float64), str(path))
