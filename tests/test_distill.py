@@ -406,3 +406,17 @@ def test_distill_on_images_with_flips(tiny_teacher, tabular_file, tmp_path):
     meta = json.loads((tmp_path / "s" / "student.json").read_text())
     assert meta["config"]["queries"] == {"noise": 0.5, "flips": 0.5} and meta["image_shape"] == [3, 4]
     assert json.loads((tmp_path / "f" / "student.json").read_text())["image_shape"] is None
+
+
+def test_cnn_student_reads_images_in_their_own_shape(tiny_teacher, tabular_file, tmp_path):
+    raw = np.load(tabular_file)
+    images = raw["X"].reshape(len(raw["X"]), 3, 4)
+    np.savez(tmp_path / "img.npz", X=images, y=raw["y"])
+    distill(tiny_teacher, tmp_path / "img.npz", tmp_path / "s", student="cnn", hidden=[4], epochs=1,
+            min_queries=500, quiet=True)
+    model = load_student(tmp_path / "s").model
+    assert model.get_layer("image").output_shape == (None, 3, 4, 1)  # the flat default would be 4 x 3
+    reshaped = model.get_layer("image")(images[:2].reshape(2, 12)).numpy()[..., 0]
+    assert np.array_equal(reshaped, images[:2])
+    meta = json.loads((tmp_path / "s" / "student.json").read_text())
+    assert meta["config"]["student_kwargs"]["input_shape"] == [3, 4, 1]

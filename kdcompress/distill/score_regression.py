@@ -143,6 +143,7 @@ def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: b
     """Train one student (no files written): returns (Student, training history)."""
     if config.queries is None:
         config = replace(config, queries=default_queries(data.layout))
+    config = _with_image_shape(config, data)
     config.validate()
     _check_width(teacher, data)
     progress = EpochProgress(f"student {config.student}", config.epochs, quiet)
@@ -307,6 +308,13 @@ def query_fractions(queries: Dict[str, float], n_events: int, min_queries: int) 
 def _check_width(teacher: Teacher, data: Dataset) -> None:
     if teacher.n_features != data.n_features:
         raise KDError(f"the teacher expects {teacher.n_features} features but the data has {data.n_features}")
+
+
+def _with_image_shape(config: DistillConfig, data: Dataset) -> DistillConfig:
+    """A CNN student on image data reads the images' own (height, width) unless told otherwise."""
+    if config.student != "cnn" or not data.image_shape or "input_shape" in config.student_kwargs:
+        return config
+    return replace(config, student_kwargs={**config.student_kwargs, "input_shape": [*data.image_shape, 1]})
 
 
 def _build(n_features: int, config: DistillConfig):
