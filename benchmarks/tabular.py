@@ -10,7 +10,8 @@ each judged against the same teacher:
   naive   32-16 MLP, no queries, no reweighting (what a new user tries first);
   default the `distill` defaults;
   auto    `distill --auto` (head, queries, width chosen by label-free fidelity under teacher MACs / 50).
-Writes results.json and results.md to --out; --publish copies results.md to benchmarks/TABULAR.md.
+Writes results.json, results.md and gaps.png (each student's AUROC minus its teacher's, per set) to --out;
+--publish copies them to benchmarks/TABULAR.md and benchmarks/TABULAR_files/gaps_seed<N>.png.
 Exit 0 when every `auto` student is within 0.02 AUROC of its teacher at >= 50x fewer MACs, else 1; 2 on error.
 """
 from __future__ import annotations
@@ -122,7 +123,14 @@ def _ratio(memo: dict) -> str:
     return "-" if ratio is None else f"{ratio:.2f}" + (" (memorised)" if memo.get("memorised") else "")
 
 
-def markdown(rows: Dict[str, dict], seed: int) -> str:
+def plot_gaps(rows: Dict[str, dict], seed: int, path: Path) -> None:
+    from kdcompress.plots import gap_bars
+    gaps = {name: {k: v["gap"] for k, v in row["students"].items()} for name, row in rows.items()}
+    labels = {name: f"{name}\nteacher {row['students']['auto']['teacher_auroc']:.3f}" for name, row in rows.items()}
+    gap_bars(path, gaps, labels, MAX_GAP, f"Real tabular data, seed {seed}: students against their teacher")
+
+
+def markdown(rows: Dict[str, dict], seed: int, plot: str = "") -> str:
     lines = ["# Real tabular data: teacher vs distilled students", "",
              f"Seed {seed}. Default dense-AE teacher per set; AUROC on the held-out normal rows and all anomalies. "
              f"Target: `auto` within {MAX_GAP} of the teacher at >= {MIN_MAC_RATIO}x fewer MACs. "
@@ -143,9 +151,17 @@ def markdown(rows: Dict[str, dict], seed: int) -> str:
     lines += ["", "Teacher held-out/train median: the teacher's median score on held-out normal rows over that on its "
               "own training rows (label-free; `metrics.json` `teacher_memorisation`). Above 1.25 the teacher has "
               "memorised its training rows, on whose scores the student is trained."]
+    if plot:
+        lines += ["", f"![student minus teacher AUROC per set, seed {seed}]({plot})"]
     bad = failures(rows)
     lines += ["", "Result: " + ("all `auto` students within target." if not bad else "missed: " + "; ".join(bad))]
     return "\n".join(lines) + "\n"
+
+
+def _write_text(path: Path, text: str) -> None:
+    from kdcompress.fileio import atomic_file
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def _names(text: str) -> list:
@@ -179,10 +195,14 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_json(out / "results.json", {"seed": args.seed, "sets": rows})
-    text = markdown(rows, args.seed)
-    (out / "results.md").write_text(text)
+    plot_gaps(rows, args.seed, out / "gaps.png")
+    text = markdown(rows, args.seed, plot="gaps.png")
+    _write_text(out / "results.md", text)
     if args.publish:
-        shutil.copyfile(out / "results.md", HERE / "TABULAR.md")
+        published = f"TABULAR_files/gaps_seed{args.seed}.png"
+        (HERE / "TABULAR_files").mkdir(exist_ok=True)
+        shutil.copyfile(out / "gaps.png", HERE / published)
+        _write_text(HERE / "TABULAR.md", markdown(rows, args.seed, plot=published))
     print(text)
     return 1 if failures(rows) else 0
 

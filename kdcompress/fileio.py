@@ -25,12 +25,24 @@ def _check_writable_parent(path: Path) -> None:
         raise KDError(f"output folder {parent} is not writable")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp make private (0600/0700) paths; give the output the mode a plain open/mkdir would."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; move it into place only if the block succeeds."""
     final = Path(final)
     _check_writable_parent(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _as_if_created(tmp, 0o777)
     try:
         yield tmp
     except BaseException:
@@ -53,6 +65,7 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", suffix=final.suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(name)
+    _as_if_created(tmp, 0o666)
     try:
         yield tmp
     except BaseException:

@@ -75,6 +75,27 @@ def selection_map(path, trials: Sequence[dict], budget_macs=None) -> None:
     _save(fig, path, plt)
 
 
+def gap_bars(path, gaps: Dict[str, Dict[str, float]], labels: Dict[str, str], band: float, title: str) -> None:
+    """Grouped bars of student minus teacher AUROC: `gaps[group][student]`, one group per data set (x label
+    `labels[group]`), the target band +-`band` shaded."""
+    import numpy as np
+    plt = _pyplot()
+    groups = list(gaps)
+    students = list(dict.fromkeys(k for g in groups for k in gaps[g]))
+    width = 0.8 / max(1, len(students))
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2.5, 4))
+    ax.axhspan(-band, band, color="tab:green", alpha=0.15, label=f"target: within {band}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    for i, student in enumerate(students):
+        values = [gaps[g].get(student, np.nan) for g in groups]
+        ax.bar(np.arange(len(groups)) + (i - (len(students) - 1) / 2) * width, values, width, label=student)
+    ax.set_xticks(np.arange(len(groups)), [labels.get(g, g) for g in groups])
+    ax.set_ylabel("student - teacher AUROC")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    _save(fig, path, plt)
+
+
 def _save(fig, path, plt) -> None:
     fig.tight_layout()
     with atomic_file(path) as tmp:

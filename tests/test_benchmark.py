@@ -456,3 +456,14 @@ def test_tabular_benchmark_runs_a_subset_of_students_and_judges_auto(capsys):
     assert "unknown student(s) bogus" in capsys.readouterr().err
     assert tabular.main(["--students", "naive", "--sets", "wine"]) == 2
     assert "--students must include auto" in capsys.readouterr().err
+
+
+def test_tabular_gap_plot_and_its_place_in_the_table(tmp_path):
+    from benchmarks import tabular
+    rows = {"ok": _tabular_row(-0.01, 80.0), "lost": _tabular_row(-0.03, 80.0)}
+    tabular.plot_gaps(rows, seed=3, path=tmp_path / "gaps.png")
+    assert (tmp_path / "gaps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = tabular.markdown(rows, seed=3, plot="gaps.png").splitlines()
+    assert lines.index("![student minus teacher AUROC per set, seed 3](gaps.png)") < lines.index(
+        next(line for line in lines if line.startswith("Result: ")))
+    assert not any("![" in line for line in tabular.markdown(rows, seed=3).splitlines())
