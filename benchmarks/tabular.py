@@ -175,10 +175,11 @@ def main(argv=None) -> int:
     p.add_argument("--mnist", default=str(DEFAULT_MNIST), help="folder with the MNIST t10k idx files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--students", default=",".join(STUDENTS), help="which students to train (default all)")
-    p.add_argument("--publish", action="store_true", help="copy results.md to benchmarks/TABULAR.md")
+    p.add_argument("--publish", action="store_true",
+                   help="copy results.md to benchmarks/TABULAR.md and gaps.png to benchmarks/TABULAR_files/")
     args = p.parse_args(argv)
     from kdcompress.errors import KDError
-    from kdcompress.fileio import write_json
+    from kdcompress.fileio import atomic_file, write_json
     out = Path(args.out)
     names, args.students = _names(args.sets), _names(args.students)
     for given, known, what in ((names, SETS, "set"), (args.students, STUDENTS, "student")):
@@ -195,13 +196,13 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_json(out / "results.json", {"seed": args.seed, "sets": rows})
-    plot_gaps(rows, args.seed, out / "gaps.png")
     text = markdown(rows, args.seed, plot="gaps.png")
     _write_text(out / "results.md", text)
+    plot_gaps(rows, args.seed, out / "gaps.png")
     if args.publish:
         published = f"TABULAR_files/gaps_seed{args.seed}.png"
-        (HERE / "TABULAR_files").mkdir(exist_ok=True)
-        shutil.copyfile(out / "gaps.png", HERE / published)
+        with atomic_file(HERE / published) as tmp:
+            shutil.copyfile(out / "gaps.png", tmp)
         _write_text(HERE / "TABULAR.md", markdown(rows, args.seed, plot=published))
     print(text)
     return 1 if failures(rows) else 0

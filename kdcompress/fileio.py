@@ -5,8 +5,9 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -25,15 +26,29 @@ def _check_writable_parent(path: Path) -> None:
         raise KDError(f"output folder {parent} is not writable")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _fresh_path(final: Path, create, suffix: str = "") -> Path:
+    """A new path beside `final` made by `create(path)`. Unlike mkstemp/mkdtemp (always 0600/0700), `create`
+    lets the kernel apply the umask, so outputs get the mode a plain open or mkdir would give."""
+    for _ in range(100):
+        path = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}{suffix}")
+        try:
+            create(path)
+            return path
+        except FileExistsError:
+            continue
+    raise KDError(f"cannot create a temporary path beside {final}")
 
 
-def _as_if_created(path: Path, mode: int) -> None:
-    """mkstemp/mkdtemp make private (0600/0700) paths; give the output the mode a plain open/mkdir would."""
-    os.chmod(path, mode & ~_umask())
+def _new_file(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+
+
+def _keep_mode(tmp: Path, final: Path) -> None:
+    """Replacing an existing output keeps its mode, as writing over it would (best effort)."""
+    try:
+        os.chmod(tmp, stat.S_IMODE(final.stat().st_mode))
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -41,14 +56,14 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; move it into place only if the block succeeds."""
     final = Path(final)
     _check_writable_parent(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    _as_if_created(tmp, 0o777)
+    tmp = _fresh_path(final, lambda path: os.mkdir(path, 0o777))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if final.exists():
+        _keep_mode(tmp, final)
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)
         tmp.rename(final)
@@ -62,15 +77,14 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path beside `final`; rename it over `final` on success."""
     final = Path(final)
     _check_writable_parent(final)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    _as_if_created(tmp, 0o666)
+    tmp = _fresh_path(final, _new_file, suffix=final.suffix)
     try:
         yield tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if final.exists():
+        _keep_mode(tmp, final)
     os.replace(tmp, final)
 
 

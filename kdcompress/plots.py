@@ -77,22 +77,30 @@ def selection_map(path, trials: Sequence[dict], budget_macs=None) -> None:
 
 def gap_bars(path, gaps: Dict[str, Dict[str, float]], labels: Dict[str, str], band: float, title: str) -> None:
     """Grouped bars of student minus teacher AUROC: `gaps[group][student]`, one group per data set (x label
-    `labels[group]`), the target band +-`band` shaded."""
+    `labels[group]`), each bar labelled with its value ("n/a" when missing), the target band +-`band` shaded.
+    The axis is linear within +-0.05 and logarithmic beyond, so a miss of 0.03 stays visible beside one of 0.6."""
     import numpy as np
     plt = _pyplot()
     groups = list(gaps)
     students = list(dict.fromkeys(k for g in groups for k in gaps[g]))
     width = 0.8 / max(1, len(students))
-    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2.5, 4))
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 3.5, 4.5))
     ax.axhspan(-band, band, color="tab:green", alpha=0.15, label=f"target: within {band}")
     ax.axhline(0, color="black", linewidth=0.8)
     for i, student in enumerate(students):
-        values = [gaps[g].get(student, np.nan) for g in groups]
-        ax.bar(np.arange(len(groups)) + (i - (len(students) - 1) / 2) * width, values, width, label=student)
+        values = np.array([gaps[g].get(student, np.nan) for g in groups], dtype=float)
+        bars = ax.bar(np.arange(len(groups)) + (i - (len(students) - 1) / 2) * width, np.nan_to_num(values),
+                      width, label=student)
+        ax.bar_label(bars, ["n/a" if np.isnan(v) else f"{v:+.3f}" for v in values], fontsize=7, padding=2)
+    ax.set_yscale("symlog", linthresh=0.05)
+    low, high = ax.get_ylim()
+    ticks = [t for t in (-0.5, -0.2, -0.1, -0.05, -band, 0, band, 0.05, 0.1, 0.2, 0.5) if low <= t <= high]
+    ax.set_yticks(ticks, [f"{t:+g}" if t else "0" for t in ticks])
+    ax.minorticks_off()
     ax.set_xticks(np.arange(len(groups)), [labels.get(g, g) for g in groups])
     ax.set_ylabel("student - teacher AUROC")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path, plt)
 
 

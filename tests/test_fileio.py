@@ -8,11 +8,10 @@ from kdcompress.fileio import atomic_dir, atomic_file, write_json
 
 @pytest.fixture
 def umask():
-    def set_mask(mask):
-        previous.append(os.umask(mask))
-    previous = []
-    yield set_mask
-    os.umask(previous[0])
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield os.umask
+    os.umask(saved)
 
 
 def _mode(path):
@@ -28,6 +27,20 @@ def test_outputs_get_the_mode_a_plain_write_would(tmp_path, umask, mask, file_mo
     assert _mode(tmp_path / "a.json") == file_mode  # mkstemp alone gives 0600
     assert _mode(tmp_path / "student") == dir_mode  # mkdtemp alone gives 0700
     assert (tmp_path / "student" / "model.h5").read_bytes() == b"h5"
+
+
+def test_replacing_an_output_keeps_its_mode(tmp_path, umask):
+    umask(0o022)
+    write_json(tmp_path / "a.json", {"x": 1})
+    (tmp_path / "a.json").chmod(0o600)
+    write_json(tmp_path / "a.json", {"x": 2})
+    assert _mode(tmp_path / "a.json") == 0o600 and '"x": 2' in (tmp_path / "a.json").read_text()
+    with atomic_dir(tmp_path / "student"):
+        pass
+    (tmp_path / "student").chmod(0o750)
+    with atomic_dir(tmp_path / "student") as folder:
+        (folder / "new").write_text("1")
+    assert _mode(tmp_path / "student") == 0o750 and (tmp_path / "student" / "new").exists()
 
 
 def test_failed_writes_leave_nothing(tmp_path):
