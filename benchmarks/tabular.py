@@ -11,14 +11,13 @@ each judged against the same teacher:
   default the `distill` defaults;
   auto    `distill --auto` (head, queries, width chosen by label-free fidelity under teacher MACs / 50).
 Writes results.json, results.md and gaps.png (each student's AUROC minus its teacher's, per set) to --out;
---publish copies them to benchmarks/TABULAR.md and benchmarks/TABULAR_files/gaps_seed<N>.png.
+--publish writes them to benchmarks/TABULAR.md and benchmarks/TABULAR_files/gaps_seed<N>.png.
 Exit 0 when every `auto` student is within 0.02 AUROC of its teacher at >= 50x fewer MACs, else 1; 2 on error.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -158,12 +157,6 @@ def markdown(rows: Dict[str, dict], seed: int, plot: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: Path, text: str) -> None:
-    from kdcompress.fileio import atomic_file
-    with atomic_file(path) as tmp:
-        tmp.write_text(text)
-
-
 def _names(text: str) -> list:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -176,10 +169,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--students", default=",".join(STUDENTS), help="which students to train (default all)")
     p.add_argument("--publish", action="store_true",
-                   help="copy results.md to benchmarks/TABULAR.md and gaps.png to benchmarks/TABULAR_files/")
+                   help="write results.md to benchmarks/TABULAR.md and gaps.png to benchmarks/TABULAR_files/")
     args = p.parse_args(argv)
     from kdcompress.errors import KDError
-    from kdcompress.fileio import atomic_file, write_json
+    from kdcompress.fileio import write_json, write_text
     out = Path(args.out)
     names, args.students = _names(args.sets), _names(args.students)
     for given, known, what in ((names, SETS, "set"), (args.students, STUDENTS, "student")):
@@ -197,13 +190,12 @@ def main(argv=None) -> int:
         return 2
     write_json(out / "results.json", {"seed": args.seed, "sets": rows})
     text = markdown(rows, args.seed, plot="gaps.png")
-    _write_text(out / "results.md", text)
+    write_text(out / "results.md", text)
     plot_gaps(rows, args.seed, out / "gaps.png")
     if args.publish:
         published = f"TABULAR_files/gaps_seed{args.seed}.png"
-        with atomic_file(HERE / published) as tmp:
-            shutil.copyfile(out / "gaps.png", tmp)
-        _write_text(HERE / "TABULAR.md", markdown(rows, args.seed, plot=published))
+        plot_gaps(rows, args.seed, HERE / published)
+        write_text(HERE / "TABULAR.md", markdown(rows, args.seed, plot=published))
     print(text)
     return 1 if failures(rows) else 0
 

@@ -88,9 +88,13 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, final)
 
 
-def write_json(path: str | os.PathLike, obj) -> None:
+def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> dict:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 from .. import __version__
 from ..config import PIPELINES, parse_overrides, read_recipe, resolve
-from ..fileio import atomic_file, write_json
+from ..fileio import write_json, write_text
 
 
 def run_recipe(path, overrides: List[str], out: Optional[str] = None, seed: int = 0, quiet: bool = False):
@@ -26,6 +26,5 @@ def run_recipe_args(name: str, pipeline: str, args: dict, out: Path, setting: st
     header = (f"# {name} ({setting} setting)\n\n{description}\n\n"
               f"kdcompress {__version__}, seed {args.get('seed', 0)}, recipe {source}\n\n")
     write_json(out / "results.json", {"recipe": name, "setting": setting, "args": args, **results})
-    with atomic_file(out / "results.md") as tmp:
-        tmp.write_text(header + markdown + "\n")
+    write_text(out / "results.md", header + markdown + "\n")
     return out, markdown
