@@ -104,6 +104,46 @@ def gap_bars(path, gaps: Dict[str, Dict[str, float]], labels: Dict[str, str], ba
     _save(fig, path, plt)
 
 
+def stage_panels(path, panels: Dict[str, Dict[str, tuple]], title: str) -> None:
+    """Side-by-side panels of curves `panels[panel][label] = (epochs, values)`, log y axis; stages that follow
+    each other share a label and continue along the epoch axis."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        for label, (epochs, values) in curves.items():
+            ax.plot(epochs, values, label=label, marker="o" if len(values) < 3 else None)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path, plt)
+
+
+def grouped_bars(path, values: Dict[str, Dict[str, float]], xlabel: str, ylabel: str, title: str) -> None:
+    """`values[series][group]` as grouped bars, one group per x position, with the series' means in the legend."""
+    import numpy as np
+    plt = _pyplot()
+    series = list(values)
+    groups = list(dict.fromkeys(g for s in series for g in values[s]))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(0.9 * len(groups) * max(1, len(series)) / 3 + 4.5, 4.5))
+    for i, name in enumerate(series):
+        heights = np.array([values[name].get(g, np.nan) for g in groups], dtype=float)
+        mean = np.nanmean(heights) if np.isfinite(heights).any() else np.nan
+        ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, np.nan_to_num(heights), width,
+               label=f"{name} (mean {mean:.3f})")
+    finite = [v for s in series for v in values[s].values() if np.isfinite(v)]
+    if finite:
+        ax.set_ylim(max(0.0, min(finite) - 0.05), min(1.0, max(finite) + 0.02) if max(finite) <= 1 else None)
+    ax.set_xticks(np.arange(len(groups)), groups)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(fig, path, plt)
+
+
 def _save(fig, path, plt) -> None:
     fig.tight_layout()
     with atomic_file(path) as tmp:

@@ -3,3 +3,4 @@ from ..config import PIPELINES  # noqa: F401
 from . import trigger  # noqa: F401  (registers pipelines)
 from . import calo  # noqa: F401
 from . import kd4ad  # noqa: F401
+from . import pkdgan  # noqa: F401

@@ -13,6 +13,7 @@ from ..registry import SCORES, TEACHERS
 from . import models, scores  # noqa: F401  (registers architectures and scores)
 from . import conv_ae  # noqa: F401
 from . import calo_ae  # noqa: F401
+from . import edegan  # noqa: F401
 
 
 @dataclass
