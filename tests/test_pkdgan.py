@@ -90,9 +90,9 @@ def test_kd_loss_is_zero_against_itself_and_never_moves_the_target():
     a, b = EDEGenerator(SIDE * SIDE, 4, 8), EDEGenerator(SIDE * SIDE, 2, 8)
     x = torch.from_numpy(_images(8, 0))
     w = pk.GANWeights()
-    assert float(pk.kd_loss(a(x), a(x), w)) == 0.0
+    assert float(pk.kd_loss(a(x), a(x), w).detach()) == 0.0
     loss = pk.kd_loss(b(x), a(x), w)
-    assert float(loss) > 0
+    assert float(loss.detach()) > 0
     loss.backward()
     assert all(p.grad is None for p in a.parameters())
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in b.parameters())
@@ -194,7 +194,8 @@ def test_recipe_refuses_bad_choices(tmp_path):
     cases = [("digits=[12]", "digits must be distinct"), ("student_width=64", "must not exceed teacher_width"),
              ("export=[tflite]", "export must be"), ("weights={kd_zz: 1}", "unknown P-KDGAN loss weight"),
              ("weights={kd: -1}", "finite and >= 0"), ("lr=0", "lr and step2_lr_factor must be > 0"),
-             ("teacher_epochs=0", "epochs must be at least 1"), ("batch=x", "key 'batch' must be int")]
+             ("teacher_epochs=0", "epochs must be at least 1"), ("batch=x", "key 'batch' must be int"),
+             ("compare_student=Z", "compare_student must be one of"), ("compare_epochs=0", "compare_epochs must")]
     for override, message in cases:
         with pytest.raises(KDError, match=message):
             run_recipe(RECIPE, ["setting=small", override], out=tmp_path / "bad", quiet=True)
@@ -207,7 +208,7 @@ def test_small_setting_end_to_end(tmp_path):
     out, markdown = run_recipe(RECIPE, ["setting=small"], out=tmp_path / "run", quiet=True)
     results = json.loads((out / "results.json").read_text())
     assert results["setting"] == "small"
-    assert set(results["ours"]) == {"teacher", "alone", "step1", "student", "teacher_joint"}
+    assert set(results["ours"]) == {"teacher", "alone", "step1", "student", "teacher_joint", "score_regression"}
     for model, per_digit in results["ours"].items():
         assert set(per_digit) == {"0"} and all(0.0 <= v <= 1.0 for v in per_digit.values()), model
     assert results["compression_macs"] > 5 and results["macs"]["teacher"] > results["macs"]["student"]
@@ -218,3 +219,5 @@ def test_small_setting_end_to_end(tmp_path):
     assert student.score_name == "latent_mse" and student.arch["kwargs"]["width"] == 2
     assert (out / "auroc.png").stat().st_size > 0 and (out / "digit0" / "training.png").is_file()
     assert "P-KDGAN student" in markdown and (out / "results.md").is_file()
+    assert (out / "digit0" / "student_score_regression" / "student.json").is_file()
+    assert results["macs"]["score_regression"] > 0 and -1 <= results["spearman_to_teacher"]["score_regression"]["0"] <= 1

@@ -21,7 +21,8 @@ from .kd4ad import ALL_DIGITS, _say, _torch_threads, _write_split
 PAPER = {"student_gain": 0.0177, "compression": 311.11}
 MODELS = ("teacher", "alone", "step1", "student", "teacher_joint")
 MODEL_LABELS = {"teacher": "teacher", "alone": "student alone", "step1": "P-KDGAN step 1",
-                "student": "P-KDGAN student", "teacher_joint": "teacher after step 2"}
+                "student": "P-KDGAN student", "teacher_joint": "teacher after step 2",
+                "score_regression": "score regression"}
 
 
 @PIPELINES.register("pkdgan")
@@ -29,12 +30,14 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
            student_width: int = 4, latent: int = 32, teacher_epochs: int = 15, step1_epochs: int = 15,
            step2_epochs: int = 5, step2_lr_factor: float = 0.5, batch: int = 64, lr: float = 2e-4,
            weights: Optional[Dict[str, float]] = None, export: List[str] = ("onnx",),
-           split_seed: int = 0, seed: int = 0, quiet: bool = False):
+           compare_student: Optional[str] = "B", compare_epochs: int = 60, split_seed: int = 0, seed: int = 0,
+           quiet: bool = False):
     """Run the experiment in `out`; `data` = a folder of MNIST idx files (default ../shared/data/mnist)."""
     from ..data.mnist import load_mnist_folder, make_splits, split_summary
     start = time.perf_counter()
     out = Path(out)
     gan_weights = _check(digits, teacher_width, student_width, latent, batch, lr, step2_lr_factor, weights, export)
+    _check_compare(compare_student, compare_epochs)
     files = load_mnist_folder(data)
     splits = make_splits(files, seed=split_seed)
     _write_split(out / "split.json", splits)
@@ -42,6 +45,7 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
     settings = dict(teacher_width=teacher_width, student_width=student_width, latent=latent,
                     teacher_epochs=teacher_epochs, step1_epochs=step1_epochs, step2_epochs=step2_epochs,
                     step2_lr_factor=step2_lr_factor, batch=batch, lr=lr)
+    compare = _compare_config(out, compare_student, compare_epochs, seed) if compare_student else None
     runs = {}
     for digit in digits:
         from ..data.mnist import one_class_dataset
@@ -50,7 +54,9 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
         with _torch_threads(1):
             runs[digit] = _run_digit(dataset, out / f"digit{digit}", settings, gan_weights, list(export), seed,
                                      quiet)
-    results = _results(runs, settings, gan_weights, split_summary(splits), files.folder)
+        if compare:
+            _add_score_regression(runs[digit], dataset, out / f"digit{digit}", compare, quiet)
+    results = _results(runs, settings, gan_weights, split_summary(splits), files.folder, compare_student)
     results["runtime_s"] = {"total": round(time.perf_counter() - start, 1),
                             **{str(d): round(r["seconds"], 1) for d, r in runs.items()}}
     _plot(out / "auroc.png", results)
@@ -78,6 +84,47 @@ def _check(digits, teacher_width, student_width, latent, batch, lr, step2_lr_fac
     gan_weights = GANWeights(**{k: float(v) for k, v in (weights or {}).items()})
     gan_weights.validate()
     return gan_weights
+
+
+def _check_compare(variant: Optional[str], epochs: int) -> None:
+    from ..students.paper_cnn import VARIANTS
+    if variant is not None and variant not in VARIANTS:
+        raise KDError(f"compare_student must be one of {', '.join(VARIANTS)} or null, got {variant!r}")
+    if epochs < 1:
+        raise KDError(f"compare_epochs must be at least 1, got {epochs}")
+
+
+def _compare_config(out: Path, variant: str, epochs: int, seed: int):
+    """kd4ad-mnist's score regression (L1 on log1p, noise and outlier exposure) with paper CNN `variant`."""
+    from dataclasses import replace
+    from .kd4ad import _distill_config, _outlier_file
+    config = _distill_config(("noise", "outliers"), 1.0, _outlier_file(out, None, 2000, seed), epochs, None, 8,
+                             "avg", "none", None, seed)
+    config = replace(config, student_kwargs={**config.student_kwargs, "variant": variant})
+    config.validate()
+    return config
+
+
+def _add_score_regression(run: dict, data, folder: Path, config, quiet: bool) -> None:
+    """The QKeras student of the seed method (Pol et al.) distilled from the same trained teacher, for comparison."""
+    from ..bench.metrics import auroc, spearman
+    from ..data.mnist import ANOMALY_SIGNAL
+    from ..distill import distill
+    from ..students import load_student
+    from ..teachers import load_teacher
+    _say(f"[pkdgan] digit {data.extra.get('normal_digit')}: score-regression student "
+         f"{config.student_kwargs['variant']} from the same teacher", quiet)
+    teacher = load_teacher(run["checkpoints"]["teacher"])
+    with _torch_threads(1):
+        result = distill(teacher, data, folder / "student_score_regression", config, quiet=quiet)
+    student = load_student(folder / "student_score_regression")
+    test, anomalies = data.test, data.signals[ANOMALY_SIGNAL]
+    scores = np.concatenate([student.score(test), student.score(anomalies)])
+    reference = np.concatenate([teacher.score(test), teacher.score(anomalies)])
+    run["auroc"]["score_regression"] = auroc(scores[:len(test)], scores[len(test):])
+    run["spearman_to_teacher"]["score_regression"] = spearman(reference, scores)
+    run["params"]["score_regression"] = result["params"]["student"]
+    run["macs"]["score_regression"] = result["macs"]["student"]
 
 
 def _run_digit(data, folder: Path, s: dict, w, export, seed: int, quiet: bool) -> dict:
@@ -164,22 +211,26 @@ def _export(checkpoint: str, out: Path, targets, data, seed: int, quiet: bool) -
                      "auroc": agree.get("auroc", {}).get(ANOMALY_SIGNAL)}}
 
 
-def _results(runs: dict, settings: dict, w, split: dict, folder) -> dict:
-    ours = {m: {str(d): r["auroc"][m] for d, r in runs.items()} for m in MODELS}
+def _results(runs: dict, settings: dict, w, split: dict, folder, compare_student: Optional[str]) -> dict:
+    models = MODELS + (("score_regression",) if compare_student else ())
+    ours = {m: {str(d): r["auroc"][m] for d, r in runs.items()} for m in models}
     mean = {m: float(np.mean(list(v.values()))) for m, v in ours.items()}
     first = next(iter(runs.values()))
+    sizes = ("teacher", "student") + (("score_regression",) if compare_student else ())
     return {
         "paper": dict(PAPER),
+        "models": list(models),
+        "compare_student": compare_student,
         "ours": ours,
         "mean": mean,
         "student_gain": mean["student"] - mean["alone"],
         "gap_to_teacher": mean["teacher"] - mean["student"],
         "compression_macs": first["macs"]["teacher"] / first["macs"]["student"],
         "compression_params": first["params"]["teacher"] / first["params"]["student"],
-        "params": {m: first["params"][m] for m in ("teacher", "student")},
-        "macs": {m: first["macs"][m] for m in ("teacher", "student")},
+        "params": {m: first["params"][m] for m in sizes},
+        "macs": {m: first["macs"][m] for m in sizes},
         "spearman_to_teacher": {m: {str(d): r["spearman_to_teacher"][m] for d, r in runs.items()}
-                                for m in MODELS if m != "teacher"},
+                                for m in models if m != "teacher"},
         "settings": settings,
         "weights": vars(w),
         "checkpoints": {str(d): r["checkpoints"] for d, r in runs.items()},
@@ -190,14 +241,14 @@ def _results(runs: dict, settings: dict, w, split: dict, folder) -> dict:
 
 
 def _markdown(results: dict) -> str:
-    ours, mean = results["ours"], results["mean"]
+    ours, mean, models = results["ours"], results["mean"], results["models"]
     lines = ["## AUROC per normal digit (test: the digit's test images vs as many other-digit test images)", "",
-             "| digit | " + " | ".join(MODEL_LABELS[m] for m in MODELS) + " |", "|---" * (len(MODELS) + 1) + "|"]
+             "| digit | " + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|---" * (len(models) + 1) + "|"]
     for digit in ours["teacher"]:
-        lines.append(f"| {digit} | " + " | ".join(f"{ours[m][digit]:.3f}" for m in MODELS) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.3f}**" for m in MODELS) + " |")
+        lines.append(f"| {digit} | " + " | ".join(f"{ours[m][digit]:.3f}" for m in models) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.3f}**" for m in models) + " |")
     rank = {m: np.mean(list(v.values())) for m, v in results["spearman_to_teacher"].items()}
-    lines.append("| Spearman to teacher (mean) | – | " + " | ".join(f"{rank[m]:.3f}" for m in MODELS[1:]) + " |")
+    lines.append("| Spearman to teacher (mean) | – | " + " | ".join(f"{rank[m]:.3f}" for m in models[1:]) + " |")
     macs, params = results["macs"], results["params"]
     lines += ["", f"Distillation gain (P-KDGAN student - student alone, mean AUROC): "
               f"{results['student_gain']:+.4f}; the paper reports +{PAPER['student_gain']:.4f} on MNIST.",
@@ -205,11 +256,23 @@ def _markdown(results: dict) -> str:
               f"Size: teacher generator {params['teacher']:,} parameters, {macs['teacher']:,} MACs; student "
               f"{params['student']:,} parameters, {macs['student']:,} MACs "
               f"({results['compression_macs']:.0f}x fewer MACs; the paper's MNIST student {PAPER['compression']:.0f}x).",
+              *_compare_lines(results),
               f"Settings: {results['settings']}; loss weights {results['weights']}.",
               f"Data: {results['data']} ({results['split']['protocol']}, split seed {results['split']['seed']}); "
               f"runtime {results['runtime_s']['total']:.0f} s. The last epoch of every stage is kept "
               f"(no choice uses anomaly labels).", "", "![AUROC per digit](auroc.png)"]
     return "\n".join(lines + _export_lines(results["exports"]))
+
+
+def _compare_lines(results: dict) -> list:
+    if not results["compare_student"]:
+        return []
+    macs, params, mean = results["macs"], results["params"], results["mean"]
+    return [f"Score regression (the seed method, Pol et al.): QKeras paper CNN {results['compare_student']} "
+            f"({params['score_regression']:,} parameters, {macs['score_regression']:,} MACs, 8-bit) trained on "
+            f"log1p of the same teacher's score with noise and outlier exposure: mean AUROC "
+            f"{mean['score_regression']:.3f} against the P-KDGAN student's {mean['student']:.3f}; it also "
+            f"exports to TFLite and hls4ml (digitN/student_score_regression)."]
 
 
 def _export_lines(exports: dict) -> list:
@@ -226,7 +289,7 @@ def _export_lines(exports: dict) -> list:
 
 def _plot(path: Path, results: dict) -> None:
     from ..plots import grouped_bars
-    grouped_bars(path, {MODEL_LABELS[m]: results["ours"][m] for m in MODELS}, "normal digit", "AUROC",
+    grouped_bars(path, {MODEL_LABELS[m]: results["ours"][m] for m in results["models"]}, "normal digit", "AUROC",
                  "P-KDGAN on one-class MNIST")
 
 
