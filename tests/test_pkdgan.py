@@ -213,7 +213,8 @@ def test_small_setting_end_to_end(tmp_path):
         assert set(per_digit) == {"0"} and all(0.0 <= v <= 1.0 for v in per_digit.values()), model
     assert results["compression_macs"] > 5 and results["macs"]["teacher"] > results["macs"]["student"]
     onnx = results["exports"]["0"]["onnx"]
-    assert Path(onnx["path"]).is_file() and onnx["max_rel_diff"] < 1e-3
+    assert Path(onnx["path"]).is_file() and Path(onnx["path"]).name == "student.onnx"
+    assert onnx["max_rel_diff"] < 1e-3
     assert abs(onnx["auroc"] - results["ours"]["student"]["0"]) < 1e-3
     student = load_teacher(results["checkpoints"]["0"]["student"])
     assert student.score_name == "latent_mse" and student.arch["kwargs"]["width"] == 2

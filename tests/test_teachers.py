@@ -115,3 +115,11 @@ def test_vae_eval_is_deterministic():
     vae = VAE(5, hidden=[8], latent=2).eval()
     x = torch.randn(3, 5)
     assert torch.equal(vae(x)[0], vae(x)[0])
+
+
+@pytest.mark.parametrize("arch", ["ede-gan", "conv-ae"])
+def test_architectures_with_their_own_training_are_named(tabular_file, tmp_path, arch):
+    from kdcompress.api import train_teacher
+    with pytest.raises(KDError, match=f"'{arch}' is trained by its own function or recipe"):
+        train_teacher(tabular_file, tmp_path / "t.pt", arch=arch, epochs=1, quiet=True)
+    assert not (tmp_path / "t.pt").exists()

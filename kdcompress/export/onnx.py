@@ -2,13 +2,15 @@
 
 - student: tf2onnx from the QKeras model (quantizers become Round/Min/Max ops); input preprocessed
   features x', output the student score; must agree with QKeras to STUDENT_TOLERANCE.
-- teacher: one graph raw features -> preprocessing -> model -> score function -> score (N,), exported with
-  torch.onnx (TorchScript tracing, dynamo=False), dynamic batch axis; must agree with Teacher.score to
+- teacher (any torch scorer file; the ONNX is named after it): one graph raw features -> preprocessing ->
+  model -> score function -> score (N,), exported with torch.onnx (TorchScript tracing, dynamo=False),
+  dynamic batch axis; must agree with Teacher.score to
   |onnx - torch| <= TEACHER_RTOL * |torch| + TEACHER_ATOL (the absolute floor covers scores near zero).
 """
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Dict
 
 import numpy as np
@@ -26,7 +28,7 @@ STUDENT_OPSET = 13
 TEACHER_OPSET = 17
 CHUNK = 65536
 STUDENT_FILE = "student.onnx"
-TEACHER_FILE = "teacher.onnx"
+TEACHER_FILE = "teacher.onnx"  # when the torch file's name has no stem
 
 
 @EXPORTERS.register("onnx")
@@ -88,7 +90,7 @@ def _student_proto(model, n_features: int):
 def _teacher_artefact(ctx: ExportContext, folder) -> dict:
     teacher = ctx.source.model
     ctx.note("onnx: exporting the teacher with its preprocessing and score function")
-    path = folder / TEACHER_FILE
+    path = folder / teacher_onnx_name(ctx.source.path)
     _export_teacher(teacher, path)
     _check(str(path))
     events = ctx.events()
@@ -100,6 +102,12 @@ def _teacher_artefact(ctx: ExportContext, folder) -> dict:
     return {"target": "onnx", "path": path.name, "sha256": sha256_file(path),
             "input": teacher_input(teacher, session.get_inputs()[0].name),
             "output": teacher_output(teacher, session.get_outputs()[0].name), "agreement": check}
+
+
+def teacher_onnx_name(source) -> str:
+    """The ONNX file is named after the torch file: teacher.pt -> teacher.onnx, student.pt -> student.onnx."""
+    stem = Path(source).stem
+    return f"{stem}.onnx" if stem else TEACHER_FILE
 
 
 def teacher_score_module(teacher):

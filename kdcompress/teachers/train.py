@@ -18,6 +18,8 @@ from . import Teacher, build_module, save_teacher
 from .models import DEFAULT_SCORE
 from .scores import kl_divergence, masked_mse
 
+GENERIC_ARCHS = ("dense-ae", "vae")  # built from hidden sizes and a latent width
+
 
 def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Sequence[int] = (512, 256, 128),
                   latent: int = 8, epochs: int = 40, batch: Optional[int] = None, lr: float = 1e-3,
@@ -25,6 +27,9 @@ def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Sequence[i
                   quiet: bool = False) -> Teacher:
     """Train a registered teacher architecture, save it to `out` (+ loss curve PNG) and return it."""
     TEACHERS.get(arch)
+    if arch not in GENERIC_ARCHS:
+        raise KDError(f"train_teacher trains {' and '.join(GENERIC_ARCHS)}; '{arch}' is trained by its own "
+                      f"function or recipe (conv-ae: kd4ad-mnist, calo-ae: cicada-calo, ede-gan: pkdgan-mnist)")
     if epochs < 1:
         raise KDError("--epochs must be at least 1")
     torch.manual_seed(seed)
