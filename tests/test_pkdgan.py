@@ -101,8 +101,12 @@ def test_kd_loss_is_zero_against_itself_and_never_moves_the_target():
 def test_kd_loss_weights_each_term():
     z, r = torch.zeros(2, 3), torch.zeros(2, 4)
     outputs = (r + 1, z + 2, z)  # recon off by 1 (L1 1), z off by 2 (L2 4), code of recon exact
-    w = pk.GANWeights(kd_z=0.5, kd_recon=3.0)
+    w = pk.GANWeights(kd_z=0.5, kd_recon=3.0, kd_score=0.0)
     assert float(pk.kd_loss(outputs, (r, z, z), w)) == pytest.approx(0.5 * 4 + 3.0 * 1)
+    w = pk.GANWeights(kd_z=0.0, kd_recon=0.0, kd_score=10.0)  # residual z - z' is 2 where the target's is 0
+    assert float(pk.kd_loss(outputs, (r, z, z), w)) == pytest.approx(10.0 * 4)
+    shifted = (r, z + 2, z + 2)  # both codes off by 2: same residual, so only the z terms see it
+    assert float(pk.kd_loss(shifted, (r, z, z), w)) == 0.0
 
 
 def test_bad_weights_are_named():

@@ -3,7 +3,9 @@
 Every GAN trains as in GANomaly: the discriminator separates images from reconstructions (binary cross-entropy);
 the generator minimises w_adv * feature matching on the discriminator's features + w_con * L1 reconstruction
 + w_enc * L2 between z and the code of the reconstruction. Distillation ties two generators by their three
-outputs: kd = kd_z * L2(z) + kd_recon * L1(reconstruction) + kd_z * L2(code of the reconstruction).
+outputs: kd = kd_z * L2(z) + kd_recon * L1(reconstruction) + kd_z * L2(code of the reconstruction), plus (ours,
+not in the paper; kd_score = 0 drops it) kd_score * L2 between the latent residuals z - z', whose square is the
+score: matching z and z' separately leaves errors in z - z' as large as the score itself.
   step 1  the student GAN learns with its own losses + kd_weight * kd towards the trained teacher, whose
           weights stay fixed (eval mode);
   step 2  teacher and student are fine-tuned jointly: each adds kd_weight * kd towards the other (detached).
@@ -35,7 +37,7 @@ class GANWeights:
     enc: float = 1.0
     kd_z: float = 1.0
     kd_recon: float = 50.0
-    kd_score: float = 0.0
+    kd_score: float = 10.0  # ours, not in the paper: L2 between the two latent residuals z - z'
     kd: float = 1.0
 
     def validate(self) -> None:

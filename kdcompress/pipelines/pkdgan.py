@@ -28,7 +28,7 @@ MODEL_LABELS = {"teacher": "teacher", "alone": "student alone", "step1": "P-KDGA
 @PIPELINES.register("pkdgan")
 def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS, teacher_width: int = 32,
            student_width: int = 4, latent: int = 32, teacher_epochs: int = 15, step1_epochs: int = 15,
-           step2_epochs: int = 5, step2_lr_factor: float = 0.5, batch: int = 64, lr: float = 2e-4,
+           step2_epochs: int = 5, step2_lr_factor: float = 0.2, batch: int = 64, lr: float = 2e-4,
            weights: Optional[Dict[str, float]] = None, export: List[str] = ("onnx",),
            compare_student: Optional[str] = "B", compare_epochs: int = 60, split_seed: int = 0, seed: int = 0,
            quiet: bool = False):
@@ -283,7 +283,8 @@ def _export_lines(exports: dict) -> list:
     for digit, arts in exports.items():
         onnx = arts["onnx"]
         auroc = onnx["auroc"] if onnx["auroc"] is not None else float("nan")
-        lines.append(f"| {digit} | {onnx['path']} | {auroc:.3f} | {onnx['max_rel_diff']:.2g} |")
+        inside_run = Path(*Path(onnx["path"]).parts[-3:])  # digitN/export/student.onnx
+        lines.append(f"| {digit} | {inside_run} | {auroc:.3f} | {onnx['max_rel_diff']:.2g} |")
     return lines
 
 
