@@ -33,7 +33,7 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
            compare_student: Optional[str] = "B", compare_epochs: int = 60, split_seed: int = 0, seed: int = 0,
            quiet: bool = False):
     """Run the experiment in `out`; `data` = a folder of MNIST idx files (default ../shared/data/mnist)."""
-    from ..data.mnist import load_mnist_folder, make_splits, split_summary
+    from ..data.mnist import load_mnist_folder, make_splits, one_class_dataset, split_summary
     start = time.perf_counter()
     out = Path(out)
     gan_weights = _check(digits, teacher_width, student_width, latent, batch, lr, step2_lr_factor, weights, export)
@@ -48,7 +48,6 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
     compare = _compare_config(out, compare_student, compare_epochs, seed) if compare_student else None
     runs = {}
     for digit in digits:
-        from ..data.mnist import one_class_dataset
         dataset = one_class_dataset(files, splits, digit)
         _say(f"[pkdgan] digit {digit}: {dataset.describe()}", quiet)
         with _torch_threads(1):
