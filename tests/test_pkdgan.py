@@ -115,7 +115,8 @@ def test_bad_weights_are_named():
 
 
 def test_step1_keeps_the_teacher_fixed_and_trains_the_student():
-    teacher = _trained_pair(4, seed=0).generator
+    teacher = _trained_pair(4, seed=0).generator.train()  # step 1 itself must switch it to eval mode
+    next(teacher.parameters()).requires_grad_(False)  # a caller's frozen parameter stays frozen
     before = _state(teacher)
     torch.manual_seed(1)
     student = pk.GANPair(SIDE * SIDE, 2, 8, 2e-4)
@@ -123,7 +124,9 @@ def test_step1_keeps_the_teacher_fixed_and_trains_the_student():
     history = pk.distill_step1(student, teacher, _images(64, 0), _images(16, 1), 2, 16, pk.GANWeights(),
                                np.random.default_rng(0), quiet=True)
     assert _same(before, _state(teacher))  # weights and batch-norm statistics
-    assert all(p.requires_grad for p in teacher.parameters())  # handed back trainable
+    flags = [p.requires_grad for p in teacher.parameters()]
+    assert not flags[0] and all(flags[1:])  # handed back as it came
+    assert not teacher.training
     assert not _same(start, _state(student.generator))
     assert len(history["kd"]) == 2 and all(v > 0 for v in history["kd"])
 
@@ -135,6 +138,14 @@ def test_step2_fine_tunes_teacher_and_student_together():
                                 np.random.default_rng(0), quiet=True)
     assert not _same(t0, _state(teacher.generator)) and not _same(s0, _state(student.generator))
     assert {"teacher kd", "kd", "val score"} <= set(history)
+
+
+def test_targets_leave_batch_norm_statistics_and_mode_alone():
+    g = EDEGenerator(SIDE * SIDE, 4, 8).train()
+    before = _state(g)
+    out = pk.targets(g, torch.from_numpy(_images(8, 0)))
+    assert g.training and _same(before, _state(g))
+    assert not any(t.requires_grad for t in out)
 
 
 def test_training_is_reproducible_by_seed():
@@ -199,10 +210,12 @@ def test_recipe_refuses_bad_choices(tmp_path):
              ("export=[tflite]", "export must be"), ("weights={kd_zz: 1}", "unknown P-KDGAN loss weight"),
              ("weights={kd: -1}", "finite and >= 0"), ("lr=0", "lr and step2_lr_factor must be > 0"),
              ("teacher_epochs=0", "epochs must be at least 1"), ("batch=x", "key 'batch' must be int"),
-             ("compare_student=Z", "compare_student must be one of"), ("compare_epochs=0", "compare_epochs must")]
+             ("compare_student=Z", "compare_student must be one of"), ("compare_epochs=0", "compare_epochs must"),
+             ("step2_epochs=0", "step2_epochs must be at least 1"), ("weights={kd: x}", "must be numbers")]
     for override, message in cases:
         with pytest.raises(KDError, match=message):
             run_recipe(RECIPE, ["setting=small", override], out=tmp_path / "bad", quiet=True)
+        assert not (tmp_path / "bad" / "split.json").exists(), override  # refused before anything is written
 
 
 @pytest.mark.slow

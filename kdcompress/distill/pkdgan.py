@@ -149,19 +149,18 @@ def distill_step1(student: GANPair, teacher: EDEGenerator, x: np.ndarray, val: n
                   batch: int, w: GANWeights, rng: np.random.Generator, quiet: bool) -> Dict[str, list]:
     """Step 1: the student learns with kd towards the teacher, whose weights and statistics stay fixed."""
     teacher.eval()
+    trainable = [p.requires_grad for p in teacher.parameters()]
     for p in teacher.parameters():
         p.requires_grad_(False)
 
     def step(xb):
-        with torch.no_grad():
-            target = teacher(xb)
-        return {"": _gan_step(student, xb, w, kd_target=target)}
+        return {"": _gan_step(student, xb, w, kd_target=targets(teacher, xb))}
 
     try:
         return _run_epochs(step, [student], x, val, epochs, batch, rng, "P-KDGAN step 1", quiet)
     finally:
-        for p in teacher.parameters():
-            p.requires_grad_(True)
+        for p, flag in zip(teacher.parameters(), trainable):
+            p.requires_grad_(flag)
 
 
 def joint_finetune(teacher: GANPair, student: GANPair, x: np.ndarray, val: np.ndarray, epochs: int, batch: int,
@@ -169,16 +168,22 @@ def joint_finetune(teacher: GANPair, student: GANPair, x: np.ndarray, val: np.nd
     """Step 2: teacher and student each learn with kd towards the other's current outputs."""
 
     def step(xb):
-        teacher.train()
-        with torch.no_grad():
-            student_out = student.generator(xb)
-        teacher_log = _gan_step(teacher, xb, w, kd_target=student_out)
-        with torch.no_grad():
-            teacher_out = teacher.generator(xb)
-        return {"teacher ": teacher_log, "": _gan_step(student, xb, w, kd_target=teacher_out)}
+        teacher_log = _gan_step(teacher, xb, w, kd_target=targets(student.generator, xb))
+        return {"teacher ": teacher_log, "": _gan_step(student, xb, w, kd_target=targets(teacher.generator, xb))}
 
     return _run_epochs(step, [teacher, student], x, val, epochs, batch, rng, "P-KDGAN step 2", quiet,
                        watch=student)
+
+
+@torch.no_grad()
+def targets(generator: EDEGenerator, xb: torch.Tensor):
+    """A generator's outputs as distillation targets: eval mode, so its batch-norm statistics stay as they are."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        return generator(xb)
+    finally:
+        generator.train(was_training)
 
 
 def _run_epochs(step, pairs: List[GANPair], x: np.ndarray, val: np.ndarray, epochs: int, batch: int,

@@ -36,7 +36,8 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
     from ..data.mnist import load_mnist_folder, make_splits, one_class_dataset, split_summary
     start = time.perf_counter()
     out = Path(out)
-    gan_weights = _check(digits, teacher_width, student_width, latent, batch, lr, step2_lr_factor, weights, export)
+    gan_weights = _check(digits, teacher_width, student_width, latent, (teacher_epochs, step1_epochs, step2_epochs),
+                         batch, lr, step2_lr_factor, weights, export)
     _check_compare(compare_student, compare_epochs)
     files = load_mnist_folder(data)
     splits = make_splits(files, seed=split_seed)
@@ -62,13 +63,15 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
     return results, _markdown(results)
 
 
-def _check(digits, teacher_width, student_width, latent, batch, lr, step2_lr_factor, weights, export):
+def _check(digits, teacher_width, student_width, latent, epochs, batch, lr, step2_lr_factor, weights, export):
     from ..distill.pkdgan import GANWeights
     bad = [d for d in digits if d not in ALL_DIGITS]
     if bad or not digits or len(set(digits)) != len(digits):
         raise KDError(f"digits must be distinct values 0-9, got {list(digits)}")
     if min(teacher_width, student_width, latent, batch) < 1:
         raise KDError("teacher_width, student_width, latent and batch must be at least 1")
+    if min(epochs) < 1:
+        raise KDError(f"teacher_epochs, step1_epochs and step2_epochs must be at least 1, got {list(epochs)}")
     if student_width > teacher_width:
         raise KDError(f"student_width ({student_width}) must not exceed teacher_width ({teacher_width})")
     if not (lr > 0 and step2_lr_factor > 0):
@@ -80,6 +83,9 @@ def _check(digits, teacher_width, student_width, latent, batch, lr, step2_lr_fac
     unknown = sorted(set(weights or {}) - known)
     if unknown:
         raise KDError(f"unknown P-KDGAN loss weight(s) {unknown} (known: {', '.join(sorted(known))})")
+    odd = {k: v for k, v in (weights or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    if odd:
+        raise KDError(f"P-KDGAN loss weights must be numbers, got {odd}")
     gan_weights = GANWeights(**{k: float(v) for k, v in (weights or {}).items()})
     gan_weights.validate()
     return gan_weights
@@ -142,10 +148,9 @@ def _run_digit(data, folder: Path, s: dict, w, export, seed: int, quiet: bool) -
     torch.manual_seed(seed + 1)
     alone = pk.GANPair(n, s["student_width"], s["latent"], s["lr"])
     student = pk.GANPair(n, s["student_width"], s["latent"], s["lr"])
-    student.generator.load_state_dict(alone.generator.state_dict())  # same start: the gain is distillation's
+    student.generator.load_state_dict(alone.generator.state_dict())  # same start and lr schedule as the baseline
     student.discriminator.load_state_dict(alone.discriminator.state_dict())
-    history["alone"] = pk.train_alone(alone, x, val, s["step1_epochs"] + s["step2_epochs"], s["batch"], w, rng(2),
-                                      "student alone", quiet)
+    history["alone"] = _train_baseline(alone, x, val, s, w, rng(2), quiet)
     generators["alone"] = alone.generator
     history["step1"] = pk.distill_step1(student, trained_teacher, x, val, s["step1_epochs"], s["batch"], w,
                                         rng(3), quiet)
@@ -160,6 +165,15 @@ def _run_digit(data, folder: Path, s: dict, w, export, seed: int, quiet: bool) -
     _plot_history(folder / "training.png", history, data.extra.get("normal_digit"))
     run["seconds"] = time.perf_counter() - start
     return run
+
+
+def _train_baseline(alone, x, val, s: dict, w, rng, quiet: bool) -> dict:
+    """The student alone on the distilled student's schedule: step 1's epochs at lr, step 2's at the lower lr."""
+    from ..distill import pkdgan as pk
+    first = pk.train_alone(alone, x, val, s["step1_epochs"], s["batch"], w, rng, "student alone", quiet)
+    alone.set_lr(s["lr"] * s["step2_lr_factor"])
+    second = pk.train_alone(alone, x, val, s["step2_epochs"], s["batch"], w, rng, "student alone, lower lr", quiet)
+    return {key: first[key] + second[key] for key in first}
 
 
 def _evaluate(data, generators: dict) -> dict:
