@@ -8,7 +8,8 @@ not in the paper; kd_score = 0 drops it) kd_score * L2 between the latent residu
 score: matching z and z' separately leaves errors in z - z' as large as the score itself.
   step 1  the student GAN learns with its own losses + kd_weight * kd towards the trained teacher, whose
           weights stay fixed (eval mode);
-  step 2  teacher and student are fine-tuned jointly: each adds kd_weight * kd towards the other (detached).
+  step 2  teacher and student are fine-tuned jointly: each adds kd_weight * kd towards the other (detached,
+          in train mode: with eval-mode targets the student fell from 0.908 to 0.807 mean AUROC on MNIST).
 The student alone (same epochs, no teacher) is the baseline the paper's improvement is measured against.
 The last epoch is kept: no choice is made on anomaly labels.
 """
@@ -167,9 +168,13 @@ def joint_finetune(teacher: GANPair, student: GANPair, x: np.ndarray, val: np.nd
                    w: GANWeights, rng: np.random.Generator, quiet: bool) -> Dict[str, list]:
     """Step 2: teacher and student each learn with kd towards the other's current outputs."""
 
-    def step(xb):
-        teacher_log = _gan_step(teacher, xb, w, kd_target=targets(student.generator, xb))
-        return {"teacher ": teacher_log, "": _gan_step(student, xb, w, kd_target=targets(teacher.generator, xb))}
+    def step(xb):  # targets in train mode: both move, so their running statistics lag their weights
+        with torch.no_grad():
+            student_out = student.generator(xb)
+        teacher_log = _gan_step(teacher, xb, w, kd_target=student_out)
+        with torch.no_grad():
+            teacher_out = teacher.generator(xb)
+        return {"teacher ": teacher_log, "": _gan_step(student, xb, w, kd_target=teacher_out)}
 
     return _run_epochs(step, [teacher, student], x, val, epochs, batch, rng, "P-KDGAN step 2", quiet,
                        watch=student)
