@@ -11,7 +11,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"
 
 def test_recipes_are_shipped():
     names = {p.stem for p in RECIPES}
-    assert {"kd4ad-mnist", "cicada-calo", "axol1tl-vae", "pkdgan-mnist"} <= names
+    assert {"kd4ad-mnist", "cicada-calo", "axol1tl-vae", "pkdgan-mnist", "urd-mnist", "dskd-mnist"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

@@ -4,3 +4,4 @@ from . import trigger  # noqa: F401  (registers pipelines)
 from . import calo  # noqa: F401
 from . import kd4ad  # noqa: F401
 from . import pkdgan  # noqa: F401
+from . import feature_kd  # noqa: F401

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import PIPELINES
 from ..errors import KDError
+from .compare import check_compare, compare_config
 from .kd4ad import ALL_DIGITS, _say, _torch_threads, _write_split
 
 # From the paper's abstract: on MNIST the student gains 1.77 AUROC points from distillation at 311:1 less computation.
@@ -38,7 +39,7 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
     out = Path(out)
     gan_weights = _check(digits, teacher_width, student_width, latent, (teacher_epochs, step1_epochs, step2_epochs),
                          batch, lr, step2_lr_factor, weights, export)
-    _check_compare(compare_student, compare_epochs)
+    check_compare(compare_student, compare_epochs)
     files = load_mnist_folder(data)
     splits = make_splits(files, seed=split_seed)
     _write_split(out / "split.json", splits)
@@ -46,7 +47,7 @@ def pkdgan(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS
     settings = dict(teacher_width=teacher_width, student_width=student_width, latent=latent,
                     teacher_epochs=teacher_epochs, step1_epochs=step1_epochs, step2_epochs=step2_epochs,
                     step2_lr_factor=step2_lr_factor, batch=batch, lr=lr)
-    compare = _compare_config(out, compare_student, compare_epochs, seed) if compare_student else None
+    compare = compare_config(out, compare_student, compare_epochs, seed) if compare_student else None
     runs = {}
     for digit in digits:
         dataset = one_class_dataset(files, splits, digit)
@@ -91,45 +92,17 @@ def _check(digits, teacher_width, student_width, latent, epochs, batch, lr, step
     return gan_weights
 
 
-def _check_compare(variant: Optional[str], epochs: int) -> None:
-    from ..students.paper_cnn import VARIANTS
-    if variant is not None and variant not in VARIANTS:
-        raise KDError(f"compare_student must be one of {', '.join(VARIANTS)} or null, got {variant!r}")
-    if epochs < 1:
-        raise KDError(f"compare_epochs must be at least 1, got {epochs}")
-
-
-def _compare_config(out: Path, variant: str, epochs: int, seed: int):
-    """kd4ad-mnist's score regression (L1 on log1p, noise and outlier exposure) with paper CNN `variant`."""
-    from dataclasses import replace
-    from .kd4ad import _distill_config, _outlier_file
-    config = _distill_config(("noise", "outliers"), 1.0, _outlier_file(out, None, 2000, seed), epochs, None, 8,
-                             "avg", "none", None, seed)
-    config = replace(config, student_kwargs={**config.student_kwargs, "variant": variant})
-    config.validate()
-    return config
-
-
 def _add_score_regression(run: dict, data, folder: Path, config, quiet: bool) -> None:
     """The QKeras student of the seed method (Pol et al.) distilled from the same trained teacher, for comparison."""
-    from ..bench.metrics import auroc, spearman
-    from ..data.mnist import ANOMALY_SIGNAL
-    from ..distill import distill
-    from ..students import load_student
-    from ..teachers import load_teacher
+    from .compare import score_regression
     _say(f"[pkdgan] digit {data.extra.get('normal_digit')}: score-regression student "
          f"{config.student_kwargs['variant']} from the same teacher", quiet)
-    teacher = load_teacher(run["checkpoints"]["teacher"])
-    with _torch_threads(1):
-        result = distill(teacher, data, folder / "student_score_regression", config, quiet=quiet)
-    student = load_student(folder / "student_score_regression")
-    test, anomalies = data.test, data.signals[ANOMALY_SIGNAL]
-    scores = np.concatenate([student.score(test), student.score(anomalies)])
-    reference = np.concatenate([teacher.score(test), teacher.score(anomalies)])
-    run["auroc"]["score_regression"] = auroc(scores[:len(test)], scores[len(test):])
-    run["spearman_to_teacher"]["score_regression"] = spearman(reference, scores)
-    run["params"]["score_regression"] = result["params"]["student"]
-    run["macs"]["score_regression"] = result["macs"]["student"]
+    result = score_regression(run["checkpoints"]["teacher"], data, folder / "student_score_regression", config,
+                              quiet)
+    run["auroc"]["score_regression"] = result["auroc"]
+    run["spearman_to_teacher"]["score_regression"] = result["spearman"]
+    run["params"]["score_regression"] = result["params"]
+    run["macs"]["score_regression"] = result["macs"]
 
 
 def _run_digit(data, folder: Path, s: dict, w, export, seed: int, quiet: bool) -> dict:

@@ -14,6 +14,7 @@ from . import models, scores  # noqa: F401  (registers architectures and scores)
 from . import conv_ae  # noqa: F401
 from . import calo_ae  # noqa: F401
 from . import edegan  # noqa: F401
+from . import feature_kd  # noqa: F401
 
 
 @dataclass

@@ -29,7 +29,8 @@ def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Sequence[i
     TEACHERS.get(arch)
     if arch not in GENERIC_ARCHS:
         raise KDError(f"train_teacher trains {' and '.join(GENERIC_ARCHS)}; '{arch}' is trained by its own "
-                      f"function or recipe (conv-ae: kd4ad-mnist, calo-ae: cicada-calo, ede-gan: pkdgan-mnist)")
+                      f"function or recipe (conv-ae: kd4ad-mnist, calo-ae: cicada-calo, ede-gan: pkdgan-mnist, "
+                      f"feature-kd: urd-mnist and dskd-mnist)")
     if epochs < 1:
         raise KDError("--epochs must be at least 1")
     torch.manual_seed(seed)

@@ -1,0 +1,284 @@
+"""Training of the feature-level detectors (teachers/feature_kd.py): backbone, RD4AD, URD.
+
+backbone  No pretrained weights are downloaded. The encoder comes from a user-given state_dict file (sha256
+          checked) or is pretrained here, self-supervised, by predicting which of four rotations an image
+          was given (no labels of any kind).
+rd        The encoder stays fixed; bottleneck and decoder learn to restore its three scales from normal
+          images: loss sum_k mean_n (1 - cos(flat e_k, flat d_k)) (the paper's image-wide cosine).
+urd       The expert is the fixed encoder; the teacher starts as its copy and is trained too. On each batch a
+          copy with synthetic anomalies (mask m from thresholded smooth noise, filled with a rotated other
+          training image mixed with noise) is made. Teacher loss: pixel-wise 1 - cos(T(x), E(x)) (stay like
+          the expert on normal images) + L1 between 1 - cos(T(x~), E(x)) and m (move away exactly where the
+          anomaly is) + image-wide 1 - cos(T(x~), E(x~)). Student loss (decoder with guided injection, fed
+          by the teacher): image-wide cosine of S(x) and of S(x~) to both T(x) and E(x) (restore normal
+          features even from anomalous images).
+The last epoch is kept: no choice is made on anomaly labels.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import KDError
+from ..fileio import atomic_file, sha256_file
+from ..progress import EpochProgress
+from ..teachers.feature_kd import ConvBackbone, FeatureKD, image_side
+
+ADAM_BETAS = (0.5, 0.999)
+
+
+def batches(n: int, batch: int, rng: np.random.Generator) -> List[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[s:s + batch] for s in range(0, n, batch)]
+
+
+def check_images(x: np.ndarray, what: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or not len(x):
+        raise KDError(f"{what} must be a non-empty (N, side*side) array, got shape {getattr(x, 'shape', None)}")
+    if not np.all(np.isfinite(x)):
+        raise KDError(f"{what} holds NaN or infinite values")
+    image_side(x.shape[1])
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+# ---------------------------------------------------------------- backbone
+
+def pretrain_backbone(x: np.ndarray, width: int, epochs: int, batch: int, lr: float, rng: np.random.Generator,
+                      quiet: bool = False) -> Dict:
+    """Rotation prediction (0/90/180/270 degrees) on unlabelled images; returns the backbone and its history."""
+    x = check_images(x, "backbone images")
+    side = image_side(x.shape[1])
+    backbone = ConvBackbone(width)
+    head = nn.Linear(4 * int(width), 4)
+    params = list(backbone.parameters()) + list(head.parameters())
+    optimiser = torch.optim.Adam(params, lr=lr)
+    progress = EpochProgress("backbone (rotation prediction)", epochs, quiet)
+    history = {"loss": [], "accuracy": []}
+    images = torch.from_numpy(x).reshape(-1, 1, side, side)
+    for epoch in range(epochs):
+        backbone.train()
+        losses, correct = [], 0
+        for idx in batches(len(x), batch, rng):
+            turns = torch.from_numpy(rng.integers(0, 4, size=len(idx)))
+            rotated = torch.stack([torch.rot90(img, int(k), dims=(1, 2)) for img, k in zip(images[idx], turns)])
+            logits = head(backbone(rotated)[-1].mean(dim=(2, 3)))
+            loss = F.cross_entropy(logits, turns)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.item()))
+            correct += int((logits.argmax(1) == turns).sum())
+        history["loss"].append(float(np.mean(losses)))
+        history["accuracy"].append(correct / len(x))
+        progress.update(epoch, loss=history["loss"][-1], accuracy=history["accuracy"][-1])
+    return {"backbone": freeze(backbone), "history": history}
+
+
+def load_backbone(path, width: int, sha256: Optional[str] = None) -> ConvBackbone:
+    """A ConvBackbone state_dict saved with torch.save; refuses a wrong hash, pickled code or another shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise KDError(f"backbone file not found: {path}")
+    if sha256 is not None and sha256_file(path).lower() != str(sha256).lower():
+        raise KDError(f"backbone {path}: sha256 {sha256_file(path)} does not match the given {sha256}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (pickled code, corrupt file)
+        raise KDError(f"backbone {path} is not a plain state_dict file: "
+                      f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise KDError(f"backbone {path} must hold a state_dict (names -> tensors)")
+    backbone = ConvBackbone(width)
+    try:
+        backbone.load_state_dict(state)
+    except RuntimeError as exc:
+        raise KDError(f"backbone {path} does not fit a width-{width} ConvBackbone: "
+                      f"{str(exc).splitlines()[0]}") from None
+    return freeze(backbone)
+
+
+def save_backbone(backbone: ConvBackbone, path) -> str:
+    """Atomic torch.save of the state_dict; returns its sha256."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        torch.save(backbone.state_dict(), tmp)
+    return sha256_file(path)
+
+
+def detector(n_features: int, method: str, backbone: ConvBackbone, reduce: str = "max") -> FeatureKD:
+    """A FeatureKD whose encoder starts as a copy of `backbone`, fixed unless the method trains it (urd)."""
+    model = FeatureKD(n_features, method=method, width=backbone.width, reduce=reduce)
+    model.encoder.load_state_dict(backbone.state_dict())
+    freeze(model.encoder)
+    return model
+
+
+# ---------------------------------------------------------------- losses
+
+def image_cosine_loss(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """sum_k mean_n (1 - cos(a_k[n].flatten(), b_k[n].flatten()))."""
+    return sum((1 - F.cosine_similarity(fa.flatten(1), fb.flatten(1), dim=1)).mean() for fa, fb in zip(a, b))
+
+
+def pixel_cosine_loss(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """sum_k mean over images and positions of 1 - cos(a_k, b_k) along channels."""
+    return sum((1 - F.cosine_similarity(fa, fb, dim=1)).mean() for fa, fb in zip(a, b))
+
+
+def mask_loss(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """sum_k mean |(1 - cos(a_k, b_k)) - mask at scale k (nearest, binarised at 0.5)|."""
+    total = 0
+    for fa, fb in zip(a, b):
+        m = (F.interpolate(mask, size=fa.shape[-2:], mode="bilinear", align_corners=False) > 0.5).float()
+        total = total + (1 - F.cosine_similarity(fa, fb, dim=1).unsqueeze(1) - m).abs().mean()
+    return total
+
+
+# ---------------------------------------------------------------- synthetic anomalies (URD)
+
+def _smooth_noise(rng: np.random.Generator, side: int, cells: int) -> np.ndarray:
+    coarse = torch.from_numpy(rng.random((1, 1, cells, cells)).astype(np.float32))
+    return F.interpolate(coarse, size=side, mode="bicubic", align_corners=False)[0, 0].numpy()
+
+
+def synthetic_anomalies(images: np.ndarray, rng: np.random.Generator):
+    """(N, s, s) in [0, 1] -> (images with pasted anomalies, masks (N, s, s) in {0, 1}).
+
+    Mask: smooth noise on a 3-6 cell grid above its 80-92th percentile. Fill: another image of the batch
+    rotated by 90/180/270 degrees, mixed with uniform noise. Label-free: only the normal images are used.
+    """
+    n, side = images.shape[0], images.shape[1]
+    out, masks = images.copy(), np.zeros_like(images)
+    for i in range(n):
+        noise = _smooth_noise(rng, side, int(rng.integers(3, 7)))
+        mask = (noise > np.quantile(noise, rng.uniform(0.80, 0.92))).astype(images.dtype)
+        other = np.rot90(images[int(rng.integers(n))], int(rng.integers(1, 4)))
+        blend = rng.uniform(0.3, 1.0)
+        fill = blend * other + (1 - blend) * rng.random((side, side))
+        out[i] = images[i] * (1 - mask) + fill * mask
+        masks[i] = mask
+    return out.astype(np.float32), masks.astype(np.float32)
+
+
+# ---------------------------------------------------------------- training loops
+
+def _optimiser(modules: Sequence[nn.Module], lr: float) -> torch.optim.Optimizer:
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS)
+
+
+@torch.no_grad()
+def mean_score(model: FeatureKD, x: np.ndarray, batch: int = 512) -> float:
+    return float(np.mean(scores(model, x, batch)))
+
+
+@torch.no_grad()
+def scores(model: FeatureKD, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    was = model.training
+    model.eval()
+    out = [model(torch.from_numpy(np.ascontiguousarray(x[s:s + batch], dtype=np.float32))).double().numpy()
+           for s in range(0, len(x), batch)]
+    model.train(was)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def run_epochs(step, model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: int, batch: int,
+               rng: np.random.Generator, name: str, quiet: bool) -> Dict[str, list]:
+    """`step(indices)` -> {loss name: value} per batch; history of the mean losses and validation score."""
+    if epochs < 1:
+        raise KDError(f"{name}: epochs must be at least 1")
+    progress = EpochProgress(name, epochs, quiet)
+    history: Dict[str, list] = {}
+    for epoch in range(epochs):
+        logs = [step(idx) for idx in batches(len(x), batch, rng)]
+        values = {k: float(np.mean([log[k] for log in logs])) for k in logs[0]}
+        values["val score"] = mean_score(model, val)
+        for key, value in values.items():
+            history.setdefault(key, []).append(value)
+        progress.update(epoch, **values)
+    return history
+
+
+def _train_mode(model: FeatureKD) -> None:
+    model.train()
+    if model.method != "urd":
+        model.encoder.eval()  # fixed: its batch-norm statistics stay the backbone's
+
+
+def train_rd(model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: int, batch: int, lr: float,
+             rng: np.random.Generator, quiet: bool = False) -> Dict[str, list]:
+    """RD4AD: bottleneck and decoder restore the fixed encoder's features of normal images."""
+    if model.method != "rd":
+        raise KDError(f"train_rd trains method 'rd', got {model.method!r}")
+    x = check_images(x, "training images")
+    optimiser = _optimiser([model.bottleneck, model.decoder], lr)
+
+    def step(idx):
+        _train_mode(model)
+        images = model.images(torch.from_numpy(x[idx]))
+        with torch.no_grad():
+            encoded = model.encoder(images)
+        loss = image_cosine_loss(model.decoder(model.bottleneck(encoded)), encoded)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        return {"loss": float(loss.item())}
+
+    return run_epochs(step, model, x, val, epochs, batch, rng, "RD4AD", quiet)
+
+
+def train_urd(model: FeatureKD, expert: ConvBackbone, x: np.ndarray, val: np.ndarray, epochs: int, batch: int,
+              lr: float, teacher_lr: float, rng: np.random.Generator, quiet: bool = False) -> Dict[str, list]:
+    """URD: the teacher (model.encoder, from the expert) and the student (bottleneck + guided decoder)."""
+    if model.method != "urd":
+        raise KDError(f"train_urd trains method 'urd', got {model.method!r}")
+    x = check_images(x, "training images")
+    expert = freeze(copy.deepcopy(expert))
+    for p in model.encoder.parameters():
+        p.requires_grad_(True)
+    opt_t = _optimiser([model.encoder], teacher_lr)
+    opt_s = _optimiser([model.bottleneck, model.decoder], lr)
+    side = model.side
+
+    def step(idx):
+        normal = x[idx].reshape(-1, side, side)
+        aug, mask = synthetic_anomalies(normal, rng)
+        xn, xa = (torch.from_numpy(a).reshape(-1, 1, side, side) for a in (normal, aug))
+        m = torch.from_numpy(mask).reshape(-1, 1, side, side)
+        with torch.no_grad():
+            en, ea = expert(xn), expert(xa)
+        model.train()
+        tn, ta = model.encoder(xn), model.encoder(xa)
+        loss_t = pixel_cosine_loss(tn, en) + mask_loss(ta, en, m) + image_cosine_loss(ta, ea)
+        opt_t.zero_grad()
+        loss_t.backward()
+        opt_t.step()
+        model.encoder.eval()
+        with torch.no_grad():
+            tn, ta = model.encoder(xn), model.encoder(xa)
+        sn = model.decoder(model.bottleneck(tn), tn)
+        sa = model.decoder(model.bottleneck(ta), ta)
+        loss_s = (image_cosine_loss(sn, tn) + image_cosine_loss(sa, tn) + image_cosine_loss(sn, en)
+                  + image_cosine_loss(sa, en))
+        opt_s.zero_grad()
+        loss_s.backward()
+        opt_s.step()
+        return {"teacher loss": float(loss_t.item()), "student loss": float(loss_s.item())}
+
+    try:
+        return run_epochs(step, model, x, val, epochs, batch, rng, "URD", quiet)
+    finally:
+        freeze(model.encoder)
