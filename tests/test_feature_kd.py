@@ -37,6 +37,11 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _weights(module) -> dict:
+    """Trainable weights only: batch-norm running statistics move without any optimiser step."""
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
 def _backbone(seed: int = 0, width: int = 4) -> ConvBackbone:
     """Rotation prediction on the normal bar images (a rotated normal bar looks like the anomaly)."""
     torch.manual_seed(seed)
@@ -95,15 +100,26 @@ def test_discrepancy_by_hand():
     assert torch.allclose(discrepancy([a, a], [opposite, same], 4), torch.full((1, 1, 4, 4), 2.0))
 
 
-def test_smoothing_keeps_a_flat_map_and_spreads_a_peak():
+def test_smoothing_keeps_a_flat_map_and_spreads_a_peak(monkeypatch):
+    import kdcompress.teachers.feature_kd as fk
     k = gaussian_kernel(1.0)
     assert abs(float(k.sum()) - 1) < 1e-6 and k.shape[-1] % 2 == 1
-    model = FeatureKD(SIDE * SIDE, method="rd", width=4)
-    model.reduce = "max"
-    peak = torch.zeros(1, 1, 9, 9)
-    peak[..., 4, 4] = 1.0
-    spread = torch.nn.functional.conv2d(peak, k, padding=k.shape[-1] // 2)
-    assert float(spread.max()) < 1.0 and abs(float(spread.sum()) - 1) < 1e-6
+    model = FeatureKD(SIDE * SIDE, method="rd", width=4).eval()
+    raw = {"map": torch.full((1, 1, SIDE, SIDE), 0.3)}
+    monkeypatch.setattr(fk, "discrepancy", lambda a, b, side: raw["map"])
+    with torch.no_grad():
+        flat = model.anomaly_map(torch.rand(1, SIDE * SIDE))
+        assert torch.allclose(flat, raw["map"], atol=1e-6)  # replicate padding: no dark border
+        raw["map"] = torch.zeros(1, 1, SIDE, SIDE)
+        raw["map"][..., 7, 7] = 1.0
+        peak = model.anomaly_map(torch.rand(1, SIDE * SIDE))
+    assert 0.05 < float(peak.max()) < 1.0 and abs(float(peak.sum()) - 1) < 1e-5
+    assert float(model(torch.rand(1, SIDE * SIDE))) == pytest.approx(float(peak.max()))  # reduce "max"
+
+
+def test_wrong_row_width_is_named():
+    with pytest.raises(KDError, match="takes rows of 256 pixels"):
+        FeatureKD(SIDE * SIDE, method="rd", width=2)(torch.rand(3, 512))
 
 
 # ---------------------------------------------------------------- losses
@@ -149,12 +165,30 @@ def test_rd_and_dskd_keep_the_teacher_fixed():
     for method in ("rd", "dskd"):
         torch.manual_seed(0)
         model = rv.detector(SIDE * SIDE, method, backbone)
-        encoder, decoder = _state(model.encoder), _state(model.decoder)
+        encoder, decoder = _state(model.encoder), _weights(model.decoder)
         (rv.train_rd if method == "rd" else train_dskd)(model, _images(32, 0), _images(8, 1), 1, 16, 5e-3,
                                                         np.random.default_rng(0), quiet=True)
         assert _same(encoder, _state(model.encoder)), method  # weights and batch-norm statistics
         assert _same(_state(backbone), _state(model.encoder)), method
-        assert not _same(decoder, _state(model.decoder)), method
+        assert not _same(decoder, _weights(model.decoder)), method
+        assert not model.encoder.training, method  # left in eval mode, so later passes keep its statistics
+
+
+@pytest.mark.parametrize("method", ["rd", "urd", "dskd"])
+def test_a_last_batch_of_one_image_trains(method):
+    """17 images in batches of 16 at side 16 (1x1 bottleneck): the single image joins the batch before."""
+    torch.manual_seed(0)
+    backbone = rv.pretrain_backbone(_images(17, 7), 2, 1, 16, 1e-3, np.random.default_rng(0), quiet=True)["backbone"]
+    model = rv.detector(SIDE * SIDE, method, backbone)
+    x, val, rng = _images(17, 0), _images(5, 1), np.random.default_rng(0)
+    if method == "urd":
+        history = rv.train_urd(model, backbone, x, val, 1, 16, 1e-3, 1e-4, rng, quiet=True)
+    else:
+        history = (rv.train_rd if method == "rd" else train_dskd)(model, x, val, 1, 16, 1e-3, rng, quiet=True)
+    assert np.isfinite(history["val score"][0])
+    assert [len(b) for b in rv.batches(17, 16, np.random.default_rng(0))] == [17]
+    assert [len(b) for b in rv.batches(33, 16, np.random.default_rng(0))] == [16, 17]
+    assert [len(b) for b in rv.batches(34, 16, np.random.default_rng(0))] == [16, 16, 2]
 
 
 def test_urd_trains_the_teacher_and_leaves_the_expert_alone():
@@ -165,7 +199,7 @@ def test_urd_trains_the_teacher_and_leaves_the_expert_alone():
     history = rv.train_urd(model, backbone, _images(32, 0), _images(8, 1), 2, 16, 5e-3, 1e-3,
                            np.random.default_rng(0), quiet=True)
     assert _same(expert, _state(backbone))
-    assert not _same(expert, _state(model.encoder))
+    assert not _same(_weights(backbone), _weights(model.encoder))
     assert not any(p.requires_grad for p in model.encoder.parameters())  # frozen again after training
     assert set(history) == {"teacher loss", "student loss", "val score"} and len(history["val score"]) == 2
 
@@ -199,8 +233,10 @@ def test_check_images_names_the_problem():
     bad[1, 3] = np.nan
     with pytest.raises(KDError, match="NaN"):
         rv.check_images(bad, "training images")
-    with pytest.raises(KDError, match="non-empty"):
-        rv.check_images(np.zeros((0, 256)), "training images")
+    with pytest.raises(KDError, match="at least 2 images"):
+        rv.check_images(np.zeros((1, 256)), "training images")
+    with pytest.raises(KDError, match="have 256 features per image, the model takes 784"):
+        rv.check_images(_images(4, 0), "validation images", 784)
     with pytest.raises(KDError, match="square"):
         rv.check_images(np.zeros((3, 300)), "training images")
     with pytest.raises(KDError, match="trains method 'rd'"):
@@ -213,8 +249,8 @@ def test_check_images_names_the_problem():
 def test_backbone_file_round_trip_and_refusals(tmp_path):
     backbone = _backbone()
     digest = rv.save_backbone(backbone, tmp_path / "bb.pt")
-    loaded = rv.load_backbone(tmp_path / "bb.pt", 4, sha256=digest)
-    assert _same(_state(backbone), _state(loaded))
+    loaded = rv.load_backbone(tmp_path / "bb.pt", 4, sha256=digest.upper())
+    assert _same(_state(backbone), _state(loaded["backbone"])) and loaded["sha256"] == digest
     with pytest.raises(KDError, match="does not match"):
         rv.load_backbone(tmp_path / "bb.pt", 4, sha256="0" * 64)
     with pytest.raises(KDError, match="does not fit a width-8"):
@@ -227,6 +263,14 @@ def test_backbone_file_round_trip_and_refusals(tmp_path):
     (tmp_path / "corrupt.pt").write_bytes(b"not a torch file")
     with pytest.raises(KDError, match="not a plain state_dict"):
         rv.load_backbone(tmp_path / "corrupt.pt", 4)
+    torch.save({0: torch.zeros(2)}, tmp_path / "int_keys.pt")
+    with pytest.raises(KDError, match="must hold a state_dict"):
+        rv.load_backbone(tmp_path / "int_keys.pt", 4)
+    state = backbone.state_dict()
+    state["stem.0.0.weight"] = state["stem.0.0.weight"] * float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(KDError, match="non-finite values in stem.0.0.weight"):
+        rv.load_backbone(tmp_path / "nan.pt", 4)
 
 
 def test_detector_checkpoint_round_trip(tmp_path):
@@ -251,7 +295,9 @@ def test_recipes_refuse_bad_choices(tmp_path):
              ("backbone=/no/such/file.pt", "existing state_dict file"), ("reduce=median", "reduce must be one of"),
              ("backbone_sha256=abc", "backbone_sha256 checks a backbone file"), ("lr=0", "must be numbers > 0"),
              ("epochs=0", "epochs must be at least 1"), ("width=0", "width and batch must be at least 1"),
-             ("compare_student=Z", "compare_student must be one of"), ("batch=x", "key 'batch' must be int")]
+             ("compare_student=Z", "compare_student must be one of"), ("batch=x", "key 'batch' must be int"),
+             ("pretext=jigsaw", "pretext must be one of"), ("side=16", "side resizes an images folder"),
+             ("images=/no/such/folder", "missing train/good")]
     for override, message in cases:
         with pytest.raises(KDError, match=message):
             run_recipe(RECIPES["urd-mnist"], ["setting=small", override], out=tmp_path / "bad", quiet=True)
@@ -259,12 +305,30 @@ def test_recipes_refuse_bad_choices(tmp_path):
 
 
 def test_recipe_takes_a_backbone_file_checked_by_sha256(tmp_path):
+    from kdcompress.pipelines.feature_kd import _given_backbone
     from kdcompress.pipelines.run import run_recipe
     digest = rv.save_backbone(_backbone(width=4), tmp_path / "bb.pt")
-    with pytest.raises(KDError, match="does not match"):
-        run_recipe(RECIPES["dskd-mnist"], ["setting=small", f"backbone={tmp_path / 'bb.pt'}",
-                                           "backbone_sha256=" + "f" * 64], out=tmp_path / "bad", quiet=True)
-    assert digest != "f" * 64
+    given = _given_backbone(str(tmp_path / "bb.pt"), 4, digest, quiet=True)
+    assert given["sha256"] == digest and given["source"] == "file"
+    assert _given_backbone("pool", 4, None, quiet=True) is None
+    for override, message in ((f"backbone_sha256={'f' * 64}", "does not match"), ("width=8", "does not fit")):
+        with pytest.raises(KDError, match=message):
+            run_recipe(RECIPES["dskd-mnist"], ["setting=small", f"backbone={tmp_path / 'bb.pt'}", override],
+                       out=tmp_path / "bad", quiet=True)
+        assert not (tmp_path / "bad" / "split.json").exists(), override
+
+
+def test_too_small_images_for_the_comparison_student_are_refused_first(tmp_path):
+    from kdcompress.data.images import write_synthetic_image_folder
+    from kdcompress.pipelines.run import run_recipe
+    from kdcompress.students.paper_cnn import min_side
+    assert (min_side("B"), min_side("G")) == (10, 16)
+    root = write_synthetic_image_folder(tmp_path / "weave", side=12, n_train=6, n_test=2)
+    for override in ("side=12", None):
+        args = ["setting=small", f"images={root}", "compare_student=G"] + ([override] if override else [])
+        with pytest.raises(KDError, match="compare_student G needs images of side >= 16, got 12"):
+            run_recipe(RECIPES["dskd-mnist"], args, out=tmp_path / "bad", quiet=True)
+        assert not any((tmp_path / "bad").iterdir())  # refused before anything is written
 
 
 @pytest.mark.slow
@@ -281,7 +345,7 @@ def test_small_setting_end_to_end(tmp_path, name):
         assert 0 <= results["student"][m]["0"] <= 1 and -1 <= results["student_spearman"][m] <= 1
         onnx = results["exports"]["0"][m]["onnx"]
         assert Path(onnx["path"]).is_file() and onnx["max_rel_diff"] < 1e-3
-        assert abs(onnx["auroc"] - results["detector"][m]["0"]) < 1e-3
+        assert abs(onnx["auroc"]["other digits"] - results["detector"][m]["0"]) < 1e-3
         teacher = load_teacher(results["checkpoints"]["0"][m])
         assert teacher.arch["kwargs"]["method"] == m and teacher.score_name == "output"
         assert results["macs"][m] > results["student_macs"] > 0
@@ -290,3 +354,69 @@ def test_small_setting_end_to_end(tmp_path, name):
     assert Path(results["backbone"]["path"]).is_file() and len(results["backbone"]["sha256"]) == 64
     assert (out / "auroc.png").stat().st_size > 0 and (out / "results.md").is_file()
     assert "QKeras B" in markdown
+
+
+# ---------------------------------------------------------------- MVTec-layout image folders
+
+def test_image_folder_is_read_in_the_mvtec_layout(tmp_path):
+    from kdcompress.data import load_dataset
+    from kdcompress.data.images import load_image_folder, write_synthetic_image_folder
+    root = write_synthetic_image_folder(tmp_path / "weave", side=20, n_train=30, n_test=6, seed=1)
+    data = load_image_folder(root, seed=0)
+    assert data.kind == "images" and data.image_shape == (20, 20) and data.n_features == 400
+    assert len(data.train) == 27 and len(data.val) == 3 and len(data.test) == 6
+    assert sorted(data.signals) == ["scratch", "spot"] and all(len(v) == 6 for v in data.signals.values())
+    assert 0 <= data.train.min() and data.train.max() <= 1
+    assert not np.array_equal(load_image_folder(root, seed=1).val, data.val)  # the held-out part follows the seed
+    assert load_image_folder(root, side=12).n_features == 144
+    assert load_dataset(str(root)).fingerprint() == data.fingerprint()  # `kdcompress distill --data FOLDER`
+    again = write_synthetic_image_folder(tmp_path / "again", side=20, n_train=30, n_test=6, seed=1)
+    assert load_image_folder(again).fingerprint() == data.fingerprint()
+
+
+def test_image_folder_problems_are_named(tmp_path):
+    from PIL import Image
+    from kdcompress.data.images import load_image_folder, write_synthetic_image_folder
+    with pytest.raises(KDError, match="missing train/good"):
+        load_image_folder(tmp_path)
+    root = write_synthetic_image_folder(tmp_path / "a", side=16, n_train=4, n_test=2)
+    (root / "test" / "spot" / "000.png").write_bytes(b"not a png")
+    with pytest.raises(KDError, match="cannot read image .*000.png"):
+        load_image_folder(root)
+    root = write_synthetic_image_folder(tmp_path / "b", side=16, n_train=4, n_test=2)
+    Image.fromarray(np.zeros((16, 24), dtype=np.uint8)).save(root / "test" / "spot" / "000.png")
+    with pytest.raises(KDError, match="differ in size"):
+        load_image_folder(root)
+    assert load_image_folder(root, side=16).n_features == 256  # resizing fixes it
+    root = write_synthetic_image_folder(tmp_path / "c", side=16, n_train=4, n_test=2)
+    for defect in ("scratch", "spot"):
+        for f in (root / "test" / defect).iterdir():
+            f.unlink()
+        (root / "test" / defect).rmdir()
+    with pytest.raises(KDError, match="no anomaly folders"):
+        load_image_folder(root)
+
+
+def test_inpainting_pretext_learns_and_a_bad_pretext_is_named():
+    torch.manual_seed(0)
+    trained = rv.pretrain_backbone(_images(128, 2), 4, 4, 32, 3e-3, np.random.default_rng(0), quiet=True,
+                                   pretext="inpaint")
+    loss = trained["history"]["loss"]
+    assert trained["pretext"] == "inpaint" and loss[-1] < 0.5 * loss[0]
+    with pytest.raises(KDError, match="pretext must be one of"):
+        rv.pretrain_backbone(_images(8, 2), 4, 1, 4, 1e-3, np.random.default_rng(0), quiet=True, pretext="jigsaw")
+
+
+@pytest.mark.slow
+def test_pipeline_on_an_image_folder(tmp_path):
+    from kdcompress.data.images import write_synthetic_image_folder
+    from kdcompress.pipelines.run import run_recipe
+    root = write_synthetic_image_folder(tmp_path / "weave", side=16, n_train=60, n_test=10, seed=0)
+    out, markdown = run_recipe(RECIPES["dskd-mnist"], ["setting=small", f"images={root}", "pretext=inpaint",
+                                                       "methods=[rd, dskd]"], out=tmp_path / "run", quiet=True)
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["detector"]["rd"]) == {"weave"} and results["backbone"]["pretext"] == "inpaint"
+    assert set(results["detector_per_signal"]["dskd"]["weave"]) == {"scratch", "spot"}
+    assert (out / "weave" / "dskd.pt").is_file() and (out / "weave" / "student_rd" / "student.json").is_file()
+    assert results["student_macs"] > 0 and "AUROC per anomaly class" in markdown
+    assert not (out / "outliers.npz").exists()  # 28x28 outlier shapes are not used for 16x16 images

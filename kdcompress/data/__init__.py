@@ -1,4 +1,4 @@
-"""Datasets: ADC2021-format folders and generic tabular files (.npz / .csv)."""
+"""Datasets: ADC2021-format and calorimeter folders, MVTec-layout image folders, tabular files (.npz / .csv)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,12 +41,15 @@ class Dataset:
 
 
 def load_dataset(path: str, seed: int = 0) -> Dataset:
-    """An ADC2021-format folder, or a tabular .npz/.csv file (normal rows split by `seed`)."""
+    """An ADC2021-format, calorimeter or MVTec-layout image folder, or a tabular .npz/.csv file (normal rows split
+    by `seed`)."""
     p = Path(path)
     if not p.exists():
         raise KDError(f"data path {p} does not exist")
     if p.is_dir():
-        from . import calo
+        from . import calo, images
+        if images.is_image_folder(p):  # MVTec layout: train/good, test/good, test/<defect>
+            return images.load_image_folder(p, seed=seed)
         if calo.is_calo_folder(p):  # CICADA calorimeter regions (zero_bias_train.h5, ...)
             return calo.load_folder(p)
         return _load_adc2021_folder(p)

@@ -1,13 +1,14 @@
 """Training of the feature-level detectors (teachers/feature_kd.py): backbone, RD4AD, URD.
 
 backbone  No pretrained weights are downloaded. The encoder comes from a user-given state_dict file (sha256
-          checked) or is pretrained here, self-supervised, by predicting which of four rotations an image
-          was given (no labels of any kind).
+          checked) or is pretrained here, self-supervised (no labels of any kind): by predicting which of four
+          rotations an image was given, or, for images that look alike when turned, by inpainting.
 rd        The encoder stays fixed; bottleneck and decoder learn to restore its three scales from normal
-          images: loss sum_k mean_n (1 - cos(flat e_k, flat d_k)) (the paper's image-wide cosine).
+          images: loss sum_k mean_n (1 - cos(flat e_k, flat d_k)), the image-wide cosine of the authors' code
+          (the paper writes the per-position mean, `pixel_cosine_loss`).
 urd       The expert is the fixed encoder; the teacher starts as its copy and is trained too. On each batch a
-          copy with synthetic anomalies (mask m from thresholded smooth noise, filled with a rotated other
-          training image mixed with noise) is made. Teacher loss: pixel-wise 1 - cos(T(x), E(x)) (stay like
+          copy with synthetic anomalies (mask m from thresholded smooth noise, filled with another image of
+          the batch, rotated, mixed with noise; the paper pastes texture photographs) is made. Teacher loss: pixel-wise 1 - cos(T(x), E(x)) (stay like
           the expert on normal images) + L1 between 1 - cos(T(x~), E(x)) and m (move away exactly where the
           anomaly is) + image-wide 1 - cos(T(x~), E(x~)). Student loss (decoder with guided injection, fed
           by the teacher): image-wide cosine of S(x) and of S(x~) to both T(x) and E(x) (restore normal
@@ -17,6 +18,8 @@ The last epoch is kept: no choice is made on anomaly labels.
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -34,13 +37,22 @@ ADAM_BETAS = (0.5, 0.999)
 
 
 def batches(n: int, batch: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """Shuffled index batches; a last batch of one joins the one before (batch norm needs two images)."""
+    if int(batch) < 1:
+        raise KDError(f"batch must be at least 1, got {batch}")
     order = rng.permutation(n)
-    return [order[s:s + batch] for s in range(0, n, batch)]
+    parts = [order[s:s + batch] for s in range(0, n, batch)]
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2:] = [np.concatenate(parts[-2:])]
+    return parts
 
 
-def check_images(x: np.ndarray, what: str) -> np.ndarray:
-    if not isinstance(x, np.ndarray) or x.ndim != 2 or not len(x):
-        raise KDError(f"{what} must be a non-empty (N, side*side) array, got shape {getattr(x, 'shape', None)}")
+def check_images(x: np.ndarray, what: str, n_features: Optional[int] = None) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or len(x) < 2:
+        raise KDError(f"{what} must be an (N, side*side) array of at least 2 images, got shape "
+                      f"{getattr(x, 'shape', None)}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise KDError(f"{what} have {x.shape[1]} features per image, the model takes {n_features}")
     if not np.all(np.isfinite(x)):
         raise KDError(f"{what} holds NaN or infinite values")
     image_side(x.shape[1])
@@ -56,58 +68,111 @@ def freeze(module: nn.Module) -> nn.Module:
 
 # ---------------------------------------------------------------- backbone
 
+PRETEXTS = ("rotation", "inpaint")
+CHANCE_MARGIN = 0.15  # rotation accuracy below 0.25 + this: the images look alike when turned
+
+
 def pretrain_backbone(x: np.ndarray, width: int, epochs: int, batch: int, lr: float, rng: np.random.Generator,
-                      quiet: bool = False) -> Dict:
-    """Rotation prediction (0/90/180/270 degrees) on unlabelled images; returns the backbone and its history."""
+                      quiet: bool = False, pretext: str = "rotation") -> Dict:
+    """Self-supervised encoder training on unlabelled images; returns the backbone and its history.
+
+    rotation  predict which of 0/90/180/270 degrees an image was turned by (history: loss, accuracy);
+    inpaint   restore images whose random 1/4-side squares were blanked (history: loss), for images that
+              look the same when turned (textures), where rotation stays at chance.
+    """
+    if pretext not in PRETEXTS:
+        raise KDError(f"pretext must be one of {', '.join(PRETEXTS)}, got {pretext!r}")
+    if int(epochs) < 1:
+        raise KDError(f"backbone epochs must be at least 1, got {epochs}")
     x = check_images(x, "backbone images")
     side = image_side(x.shape[1])
     backbone = ConvBackbone(width)
-    head = nn.Linear(4 * int(width), 4)
-    params = list(backbone.parameters()) + list(head.parameters())
-    optimiser = torch.optim.Adam(params, lr=lr)
-    progress = EpochProgress("backbone (rotation prediction)", epochs, quiet)
-    history = {"loss": [], "accuracy": []}
+    head = _rotation_head(width) if pretext == "rotation" else _inpaint_head(width, side)
+    optimiser = torch.optim.Adam(list(backbone.parameters()) + list(head.parameters()), lr=lr)
+    step = _rotation_step if pretext == "rotation" else _inpaint_step
+    progress = EpochProgress(f"backbone ({pretext})", epochs, quiet)
+    history: Dict[str, list] = {}
     images = torch.from_numpy(x).reshape(-1, 1, side, side)
     for epoch in range(epochs):
         backbone.train()
-        losses, correct = [], 0
-        for idx in batches(len(x), batch, rng):
-            turns = torch.from_numpy(rng.integers(0, 4, size=len(idx)))
-            rotated = torch.stack([torch.rot90(img, int(k), dims=(1, 2)) for img, k in zip(images[idx], turns)])
-            logits = head(backbone(rotated)[-1].mean(dim=(2, 3)))
-            loss = F.cross_entropy(logits, turns)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.item()))
-            correct += int((logits.argmax(1) == turns).sum())
-        history["loss"].append(float(np.mean(losses)))
-        history["accuracy"].append(correct / len(x))
-        progress.update(epoch, loss=history["loss"][-1], accuracy=history["accuracy"][-1])
-    return {"backbone": freeze(backbone), "history": history}
+        logs = [step(backbone, head, images[idx], rng, optimiser) for idx in batches(len(x), batch, rng)]
+        sizes = np.array([n for _, n in logs], dtype=float)
+        for key in logs[0][0]:
+            history.setdefault(key, []).append(float(np.average([log[key] for log, _ in logs], weights=sizes)))
+        progress.update(epoch, **{k: v[-1] for k, v in history.items()})
+    if pretext == "rotation" and history["accuracy"][-1] < 0.25 + CHANCE_MARGIN:
+        progress.note(f"rotation accuracy {history['accuracy'][-1]:.2f} is near chance (0.25): these images look "
+                      f"alike when turned; pretext=inpaint or a backbone file will give a better encoder")
+    return {"backbone": freeze(backbone), "history": history, "pretext": pretext}
 
 
-def load_backbone(path, width: int, sha256: Optional[str] = None) -> ConvBackbone:
-    """A ConvBackbone state_dict saved with torch.save; refuses a wrong hash, pickled code or another shape."""
+def _rotation_head(width: int) -> nn.Module:
+    return nn.Linear(4 * int(width), 4)
+
+
+def _inpaint_head(width: int, side: int) -> nn.Module:
+    """Deepest features -> image: upsample to full size, conv3x3 4w->w, ReLU, conv3x3 w->1, sigmoid."""
+    w = int(width)
+    return nn.Sequential(nn.Upsample(size=(side, side), mode="bilinear", align_corners=False),
+                         nn.Conv2d(4 * w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, 1, 3, padding=1), nn.Sigmoid())
+
+
+def _rotation_step(backbone, head, images, rng, optimiser):
+    turns = torch.from_numpy(rng.integers(0, 4, size=len(images)))
+    rotated = torch.stack([torch.rot90(img, int(k), dims=(1, 2)) for img, k in zip(images, turns)])
+    logits = head(backbone(rotated)[-1].mean(dim=(2, 3)))
+    loss = F.cross_entropy(logits, turns)
+    _descend(optimiser, loss)
+    return {"loss": float(loss.item()), "accuracy": float((logits.argmax(1) == turns).float().mean())}, len(images)
+
+
+def _inpaint_step(backbone, head, images, rng, optimiser):
+    side = images.shape[-1]
+    patch = max(2, side // 4)
+    keep = torch.ones_like(images)
+    for i in range(len(images)):
+        for _ in range(2):
+            r, c = (int(v) for v in rng.integers(0, side - patch + 1, size=2))
+            keep[i, :, r:r + patch, c:c + patch] = 0
+    loss = F.mse_loss(head(backbone(images * keep)[-1]), images)
+    _descend(optimiser, loss)
+    return {"loss": float(loss.item())}, len(images)
+
+
+def _descend(optimiser, loss) -> None:
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+
+
+def load_backbone(path, width: int, sha256: Optional[str] = None) -> Dict:
+    """A ConvBackbone state_dict saved with torch.save -> {"backbone", "sha256"}; the bytes are hashed and loaded
+    once. Refuses a wrong hash, pickled code, a corrupt file, non-finite weights or another shape."""
     path = Path(path)
     if not path.is_file():
         raise KDError(f"backbone file not found: {path}")
-    if sha256 is not None and sha256_file(path).lower() != str(sha256).lower():
-        raise KDError(f"backbone {path}: sha256 {sha256_file(path)} does not match the given {sha256}")
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if sha256 is not None and digest != str(sha256).lower():
+        raise KDError(f"backbone {path}: sha256 {digest} does not match the given {sha256}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (pickled code, corrupt file)
         raise KDError(f"backbone {path} is not a plain state_dict file: "
                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise KDError(f"backbone {path} must hold a state_dict (names -> tensors)")
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in state.items())):
+        raise KDError(f"backbone {path} must hold a state_dict (parameter names -> tensors)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise KDError(f"backbone {path}: non-finite values in {bad[0]}")
     backbone = ConvBackbone(width)
     try:
         backbone.load_state_dict(state)
     except RuntimeError as exc:
         raise KDError(f"backbone {path} does not fit a width-{width} ConvBackbone: "
                       f"{str(exc).splitlines()[0]}") from None
-    return freeze(backbone)
+    return {"backbone": freeze(backbone), "sha256": digest}
 
 
 def save_backbone(backbone: ConvBackbone, path) -> str:
@@ -139,7 +204,7 @@ def pixel_cosine_loss(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> t
 
 
 def mask_loss(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-    """sum_k mean |(1 - cos(a_k, b_k)) - mask at scale k (nearest, binarised at 0.5)|."""
+    """sum_k mean |(1 - cos(a_k, b_k)) - mask at scale k (bilinear, then binarised at 0.5)|."""
     total = 0
     for fa, fb in zip(a, b):
         m = (F.interpolate(mask, size=fa.shape[-2:], mode="bilinear", align_corners=False) > 0.5).float()
@@ -165,7 +230,8 @@ def synthetic_anomalies(images: np.ndarray, rng: np.random.Generator):
     for i in range(n):
         noise = _smooth_noise(rng, side, int(rng.integers(3, 7)))
         mask = (noise > np.quantile(noise, rng.uniform(0.80, 0.92))).astype(images.dtype)
-        other = np.rot90(images[int(rng.integers(n))], int(rng.integers(1, 4)))
+        source = (i + int(rng.integers(1, n))) % n if n > 1 else i  # another image when there is one
+        other = np.rot90(images[source], int(rng.integers(1, 4)))
         blend = rng.uniform(0.3, 1.0)
         fill = blend * other + (1 - blend) * rng.random((side, side))
         out[i] = images[i] * (1 - mask) + fill * mask
@@ -191,7 +257,8 @@ def scores(model: FeatureKD, x: np.ndarray, batch: int = 512) -> np.ndarray:
     model.eval()
     out = [model(torch.from_numpy(np.ascontiguousarray(x[s:s + batch], dtype=np.float32))).double().numpy()
            for s in range(0, len(x), batch)]
-    model.train(was)
+    if was:
+        _train_mode(model)  # the fixed encoder stays in eval mode
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -200,6 +267,7 @@ def run_epochs(step, model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: i
     """`step(indices)` -> {loss name: value} per batch; history of the mean losses and validation score."""
     if epochs < 1:
         raise KDError(f"{name}: epochs must be at least 1")
+    val = check_images(val, "validation images", model.side * model.side)
     progress = EpochProgress(name, epochs, quiet)
     history: Dict[str, list] = {}
     for epoch in range(epochs):
@@ -223,7 +291,7 @@ def train_rd(model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: int, batc
     """RD4AD: bottleneck and decoder restore the fixed encoder's features of normal images."""
     if model.method != "rd":
         raise KDError(f"train_rd trains method 'rd', got {model.method!r}")
-    x = check_images(x, "training images")
+    x = check_images(x, "training images", model.side * model.side)
     optimiser = _optimiser([model.bottleneck, model.decoder], lr)
 
     def step(idx):
@@ -245,7 +313,9 @@ def train_urd(model: FeatureKD, expert: ConvBackbone, x: np.ndarray, val: np.nda
     """URD: the teacher (model.encoder, from the expert) and the student (bottleneck + guided decoder)."""
     if model.method != "urd":
         raise KDError(f"train_urd trains method 'urd', got {model.method!r}")
-    x = check_images(x, "training images")
+    x = check_images(x, "training images", model.side * model.side)
+    if expert.width != model.width:
+        raise KDError(f"the expert has width {expert.width}, the detector {model.width}")
     expert = freeze(copy.deepcopy(expert))
     for p in model.encoder.parameters():
         p.requires_grad_(True)

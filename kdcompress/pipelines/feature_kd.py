@@ -1,15 +1,16 @@
-"""feature-kd: feature-level distillation detectors (RD4AD, URD, DSKD) on one-class MNIST, then to the edge.
+"""feature-kd: feature-level distillation detectors (RD4AD, URD, DSKD) on images, then to the edge.
 
 These methods distil features, not size: the detector keeps the full encoder and adds a decoder (and for DSKD
 a second encoder). To deploy one on a small device, its image score is distilled into a small QKeras student
 (the seed method, paper CNN `compare_student`), which exports to ONNX, TFLite and hls4ml like any student.
 
-Per normal digit and method: the detector (AUROC on the digit's test images against as many other-digit test
-images), its checkpoint (digitN/<method>.pt, a teacher file) with a verified ONNX export, and the QKeras
-student distilled from it (AUROC, rank agreement with the detector, MACs). The encoder is the same for all
+Data: one-class MNIST (one run per normal digit, tested against as many other-digit test images) or an
+MVTec-layout folder (`images`: train/good, test/good, test/<defect>; image-level AUROC of test/good against every
+defect). Per run and method: the detector (AUROC), its checkpoint (<run>/<method>.pt, a teacher file) with a
+verified ONNX export, and the QKeras student distilled from it (AUROC, rank agreement with the detector, MACs). The encoder is the same for all
 methods: loaded from `backbone` (a state_dict path, with `backbone_sha256`) or pretrained here by rotation
-prediction on unlabelled images: `pool` (every digit's training images, no labels: the role ImageNet plays
-for the papers) or `normal` (the normal digit's training images only).
+prediction on unlabelled images: `pool` (MNIST: every digit's training images, no labels, the role ImageNet
+plays for the papers; an image folder: its train/good images) or `normal` (each run's normal training images).
 """
 from __future__ import annotations
 
@@ -26,55 +27,97 @@ from .kd4ad import ALL_DIGITS, _say, _torch_threads, _write_split
 
 BACKBONE_SOURCES = ("pool", "normal")
 METHOD_LABELS = {"rd": "RD4AD", "urd": "URD", "dskd": "DSKD"}
+ENCODER_TEXT = {"pool": "pretrained here on the unlabelled training images of every class (MNIST: all digits, "
+                        "anomalous ones included, without labels; an image folder: train/good)",
+                "normal": "pretrained here per run on its normal training images only",
+                "file": "the given state_dict file"}
 
 
 @PIPELINES.register("feature-kd")
-def feature_kd(out: Path, data: Optional[str] = None, digits: List[int] = ALL_DIGITS,
-               methods: List[str] = ("rd", "urd", "dskd"), width: int = 16, backbone: str = "pool",
-               backbone_sha256: Optional[str] = None, backbone_epochs: int = 10, epochs: int = 30,
-               batch: int = 32, lr: float = 0.005, teacher_lr: float = 0.0001, reduce: str = "max",
+def feature_kd(out: Path, data: Optional[str] = None, images: Optional[str] = None, side: Optional[int] = None,
+               digits: List[int] = ALL_DIGITS, methods: List[str] = ("rd", "urd", "dskd"), width: int = 16,
+               backbone: str = "pool", backbone_sha256: Optional[str] = None, pretext: str = "rotation",
+               backbone_epochs: int = 10,
+               epochs: int = 30, batch: int = 32, lr: float = 0.005, teacher_lr: float = 0.0001, reduce: str = "max",
                export: List[str] = ("onnx",), compare_student: Optional[str] = "B", compare_epochs: int = 30,
                split_seed: int = 0, seed: int = 0, quiet: bool = False):
-    """Run the experiment in `out`; `data` = a folder of MNIST idx files (default ../shared/data/mnist)."""
-    from ..data.mnist import load_mnist_folder, make_splits, one_class_dataset, split_summary
+    """Run the experiment in `out`: one-class MNIST (`data` = a folder of MNIST idx files, default
+    ../shared/data/mnist; one run per digit) or `images` = an MVTec-layout folder (one run, `side` to resize)."""
     start = time.perf_counter()
     out = Path(out)
     methods = _check(digits, methods, width, backbone, backbone_sha256, (backbone_epochs, epochs), batch,
-                     (lr, teacher_lr), reduce, export)
-    check_compare(compare_student, compare_epochs)
-    files = load_mnist_folder(data)
-    splits = make_splits(files, seed=split_seed)
-    _write_split(out / "split.json", splits)
-    _say(f"[feature-kd] MNIST from {files.folder} ({splits['protocol']}); digits {list(digits)}, "
-         f"methods {methods}", quiet)
-    datasets = {d: one_class_dataset(files, splits, d) for d in digits}
-    settings = dict(width=width, backbone=backbone, backbone_epochs=backbone_epochs, epochs=epochs, batch=batch,
+                     (lr, teacher_lr), reduce, export, pretext)
+    check_compare(compare_student, compare_epochs, int(side) if side else 28)
+    if images is not None and data is not None:
+        raise KDError("give data (MNIST idx folder) or images (MVTec-layout folder), not both")
+    given = _given_backbone(backbone, width, backbone_sha256, quiet)
+    if images is not None:
+        datasets, pool, split = _image_dataset(images, side, split_seed)
+        check_compare(compare_student, compare_epochs, next(iter(datasets.values())).image_shape[0])
+    else:
+        datasets, pool, split = _mnist_datasets(out, data, side, digits, split_seed, quiet)
+    _say(f"[feature-kd] {', '.join(datasets)}; methods {methods}", quiet)
+    settings = dict(width=width, backbone=backbone, pretext=pretext, backbone_epochs=backbone_epochs, epochs=epochs, batch=batch,
                     lr=lr, teacher_lr=teacher_lr, reduce=reduce)
-    shared = _shared_backbone(out, backbone, backbone_sha256, files, splits, settings, seed, quiet)
-    compare = compare_config(out, compare_student, compare_epochs, seed) if compare_student else None
+    shared = given or _shared_backbone(out, backbone, pool, settings, seed, quiet)
+    side_of = int(np.sqrt(next(iter(datasets.values())).n_features))
+    compare = (compare_config(out, compare_student, compare_epochs, seed, side_of, mnist=images is None)
+               if compare_student else None)
     runs = {}
-    for digit in digits:
-        data_d = datasets[digit]
-        _say(f"[feature-kd] digit {digit}: {data_d.describe()}", quiet)
+    for name, dataset in datasets.items():
+        folder = out / _folder_name(name)
+        _say(f"[feature-kd] {name}: {dataset.describe()}", quiet)
         with _torch_threads(1):
-            encoder = shared["backbone"] if shared else _digit_backbone(out / f"digit{digit}", data_d, settings,
-                                                                       seed, quiet)
-            runs[digit] = {m: _run_method(m, encoder, data_d, out / f"digit{digit}", settings, list(export), seed,
-                                          quiet) for m in methods}
+            encoder = shared["backbone"] if shared else _own_backbone(folder, dataset, settings, seed, quiet)
+            runs[name] = {m: _run_method(m, encoder, dataset, folder, name, settings, list(export), seed, quiet)
+                          for m in methods}
         if compare:
-            for method, run in runs[digit].items():
-                _say(f"[feature-kd] digit {digit}: QKeras student {compare_student} from {METHOD_LABELS[method]}",
-                     quiet)
-                run["student"] = score_regression(run["checkpoint"], data_d,
-                                                  out / f"digit{digit}" / f"student_{method}", compare, quiet)
-    results = _results(runs, methods, settings, shared, split_summary(splits), files.folder, compare_student)
+            for method, run in runs[name].items():
+                _say(f"[feature-kd] {name}: QKeras student {compare_student} from {METHOD_LABELS[method]}", quiet)
+                run["student"] = score_regression(run["checkpoint"], dataset, folder / f"student_{method}", compare,
+                                                  quiet)
+    results = _results(runs, methods, settings, shared, split, compare_student)
     results["runtime_s"] = round(time.perf_counter() - start, 1)
     _plot(out / "auroc.png", results)
     return results, _markdown(results)
 
 
-def _check(digits, methods, width, backbone, sha256, epochs, batch, lrs, reduce, export) -> List[str]:
+def _folder_name(name: str) -> str:
+    return f"digit{name}" if name.isdigit() else name
+
+
+def _mnist_datasets(out: Path, data, side, digits, split_seed: int, quiet: bool):
+    """One dataset per normal digit; the pool is every digit's training images (unlabelled)."""
+    from ..data.mnist import load_mnist_folder, make_splits, one_class_dataset, split_summary
+    if side is not None:
+        raise KDError("side resizes an images folder; MNIST images stay 28x28")
+    files = load_mnist_folder(data)
+    splits = make_splits(files, seed=split_seed)
+    _write_split(out / "split.json", splits)
+    datasets = {str(d): one_class_dataset(files, splits, d) for d in digits}
+    pool = np.concatenate([one_class_dataset(files, splits, d).train for d in ALL_DIGITS])
+    return datasets, pool, {"data": str(Path(files.folder).resolve()), **split_summary(splits)}
+
+
+def _image_dataset(images, side, split_seed: int):
+    """One dataset from an MVTec-layout folder; the pool is its own normal training images."""
+    from ..data.images import load_image_folder
+    dataset = load_image_folder(images, side=side, seed=split_seed)
+    return ({dataset.extra["category"]: dataset}, dataset.train,
+            {"data": str(Path(images).resolve()), "protocol": "MVTec layout (10% of train/good held out)",
+             "seed": split_seed})
+
+
+def anomalies(dataset) -> np.ndarray:
+    """Every anomaly class pooled (MNIST has one; an image folder one per defect folder)."""
+    return np.concatenate([dataset.signals[k] for k in sorted(dataset.signals)])
+
+
+def _check(digits, methods, width, backbone, sha256, epochs, batch, lrs, reduce, export, pretext) -> List[str]:
+    from ..distill.reverse import PRETEXTS
     from ..teachers.feature_kd import METHODS, REDUCTIONS
+    if pretext not in PRETEXTS:
+        raise KDError(f"pretext must be one of {', '.join(PRETEXTS)}, got {pretext!r}")
     bad = [d for d in digits if d not in ALL_DIGITS]
     if bad or not digits or len(set(digits)) != len(digits):
         raise KDError(f"digits must be distinct values 0-9, got {list(digits)}")
@@ -102,43 +145,49 @@ def _check(digits, methods, width, backbone, sha256, epochs, batch, lrs, reduce,
     return methods
 
 
-def _shared_backbone(out: Path, source: str, sha256, files, splits, s: dict, seed: int, quiet: bool):
-    """The encoder every digit shares: a user's file, or rotation prediction on all training images (pool)."""
-    from ..data.mnist import one_class_dataset
-    from ..distill.reverse import load_backbone, pretrain_backbone, save_backbone
+def _given_backbone(source: str, width: int, sha256, quiet: bool):
+    """A user's backbone file, loaded and checked before anything is written; None when trained here."""
+    from ..distill.reverse import load_backbone
+    if source in BACKBONE_SOURCES:
+        return None
+    _say(f"[feature-kd] backbone from {source}", quiet)
+    return {**load_backbone(source, width, sha256), "source": "file", "path": str(Path(source).resolve()),
+            "history": None}
+
+
+def _shared_backbone(out: Path, source: str, pool: np.ndarray, s: dict, seed: int, quiet: bool):
+    """backbone=pool: the encoder every run shares, pretrained on the unlabelled pool; None for normal."""
+    from ..distill.reverse import pretrain_backbone, save_backbone
     if source == "normal":
         return None
-    if source != "pool":
-        _say(f"[feature-kd] backbone from {source}", quiet)
-        return {"backbone": load_backbone(source, s["width"], sha256), "source": str(source), "history": None}
-    images = np.concatenate([one_class_dataset(files, splits, d).train for d in ALL_DIGITS])
-    _say(f"[feature-kd] backbone: rotation prediction on {len(images)} unlabelled training images", quiet)
+    _say(f"[feature-kd] backbone: {s['pretext']} pretext on {len(pool)} unlabelled training images", quiet)
     with _torch_threads(1):
         import torch
         torch.manual_seed(seed)
-        trained = pretrain_backbone(images, s["width"], s["backbone_epochs"], 64, 1e-3,
-                                    np.random.default_rng([seed, 100]), quiet)
+        trained = pretrain_backbone(pool, s["width"], s["backbone_epochs"], 64, 1e-3,
+                                    np.random.default_rng([seed, 100]), quiet, s["pretext"])
     digest = save_backbone(trained["backbone"], out / "backbone.pt")
     return {**trained, "source": "pool", "path": str(out / "backbone.pt"), "sha256": digest}
 
 
-def _digit_backbone(folder: Path, data, s: dict, seed: int, quiet: bool):
+def _own_backbone(folder: Path, data, s: dict, seed: int, quiet: bool):
+    """backbone=normal: rotation prediction on this run's normal training images only."""
     from ..distill.reverse import pretrain_backbone, save_backbone
     import torch
     torch.manual_seed(seed)
     trained = pretrain_backbone(data.train, s["width"], s["backbone_epochs"], 64, 1e-3,
-                                np.random.default_rng([seed, 100, data.extra.get("normal_digit", 0)]), quiet)
+                                np.random.default_rng([seed, 100, data.extra.get("normal_digit", 0)]), quiet,
+                                s["pretext"])
     folder.mkdir(parents=True, exist_ok=True)
     save_backbone(trained["backbone"], folder / "backbone.pt")
     return trained["backbone"]
 
 
-def _run_method(method: str, encoder, data, folder: Path, s: dict, export, seed: int, quiet: bool) -> dict:
+def _run_method(method: str, encoder, data, folder: Path, name: str, s: dict, export, seed: int, quiet: bool) -> dict:
     """Train one detector on the digit; its AUROC, size, checkpoint and ONNX export."""
     import torch
     from ..bench.metrics import auroc
     from ..bench.size import torch_macs
-    from ..data.mnist import ANOMALY_SIGNAL
     from ..distill import reverse as rv
     from ..distill.dual_student import train_dskd
     from ..distill.pkdgan import parameter_count
@@ -155,16 +204,17 @@ def _run_method(method: str, encoder, data, folder: Path, s: dict, export, seed:
     else:
         history = train_dskd(model, **common)
     model.eval()
-    normal, anomalies = rv.scores(model, data.test), rv.scores(model, data.signals[ANOMALY_SIGNAL])
+    normal = rv.scores(model, data.test)
+    per_signal = {k: auroc(normal, rv.scores(model, v)) for k, v in sorted(data.signals.items())}
     checkpoint = _save(folder / f"{method}.pt", model, data, seed)
-    run = {"auroc": auroc(normal, anomalies), "params": parameter_count(model),
+    run = {"auroc": auroc(normal, rv.scores(model, anomalies(data))), "auroc_per_signal": per_signal,
+           "params": parameter_count(model),
            "macs": torch_macs(model, torch.zeros(1, data.n_features)), "checkpoint": checkpoint,
            "history": history, "exports": _export(checkpoint, folder / f"export_{method}", export, data, seed,
                                                   quiet)}
-    _plot_history(folder / f"training_{method}.png", history, method, data.extra.get("normal_digit"))
+    _plot_history(folder / f"training_{method}.png", history, method, name)
     run["seconds"] = time.perf_counter() - start
-    _say(f"[feature-kd] digit {data.extra.get('normal_digit')}: {METHOD_LABELS[method]} AUROC {run['auroc']:.4f} "
-         f"({run['seconds']:.0f} s)", quiet)
+    _say(f"[feature-kd] {name}: {METHOD_LABELS[method]} AUROC {run['auroc']:.4f} ({run['seconds']:.0f} s)", quiet)
     return run
 
 
@@ -181,30 +231,35 @@ def _save(path: Path, model, data, seed: int) -> str:
 
 
 def _export(checkpoint: str, out: Path, targets, data, seed: int, quiet: bool) -> dict:
-    from ..data.mnist import ANOMALY_SIGNAL
+    """The verified ONNX of a detector; a failed verification is recorded and the run goes on."""
     from ..export import export
     if not targets:
         return {}
-    manifest = export(checkpoint, list(targets), out=out, data=data, seed=seed, quiet=True)
+    try:
+        manifest = export(checkpoint, list(targets), out=out, data=data, seed=seed, quiet=True)
+    except KDError as exc:
+        _say(f"[feature-kd] ONNX export of {checkpoint} failed: {exc}", quiet)
+        return {"onnx": {"error": str(exc)}}
     art = manifest["artefacts"][0]
     agree = art.get("agreement", {})
     _say(f"[feature-kd] ONNX: {out / art['path']} (largest relative difference "
          f"{agree.get('max_rel_diff', float('nan')):.2g})", quiet)
     return {"onnx": {"path": str(out / art["path"]), "max_rel_diff": agree.get("max_rel_diff"),
-                     "auroc": agree.get("auroc", {}).get(ANOMALY_SIGNAL)}}
+                     "auroc": agree.get("auroc", {})}}
 
 
-def _results(runs: dict, methods, settings: dict, shared, split: dict, folder, compare_student) -> dict:
+def _results(runs: dict, methods, settings: dict, shared, split: dict, compare_student) -> dict:
     first = next(iter(runs.values()))
-    detector = {m: {str(d): r[m]["auroc"] for d, r in runs.items()} for m in methods}
+    detector = {m: {d: r[m]["auroc"] for d, r in runs.items()} for m in methods}
     results = {"methods": list(methods), "compare_student": compare_student, "settings": settings,
                "detector": detector, "mean": {m: float(np.mean(list(v.values()))) for m, v in detector.items()},
+               "detector_per_signal": {m: {d: r[m]["auroc_per_signal"] for d, r in runs.items()} for m in methods},
                "params": {m: first[m]["params"] for m in methods}, "macs": {m: first[m]["macs"] for m in methods},
-               "checkpoints": {str(d): {m: r[m]["checkpoint"] for m in methods} for d, r in runs.items()},
-               "exports": {str(d): {m: r[m]["exports"] for m in methods if r[m]["exports"]} for d, r in runs.items()},
-               "backbone": _backbone_summary(shared, settings), "data": str(Path(folder).resolve()), "split": split}
+               "checkpoints": {d: {m: r[m]["checkpoint"] for m in methods} for d, r in runs.items()},
+               "exports": {d: {m: r[m]["exports"] for m in methods if r[m]["exports"]} for d, r in runs.items()},
+               "backbone": _backbone_summary(shared), "data": split.pop("data"), "split": split}
     if compare_student:
-        results["student"] = {m: {str(d): r[m]["student"]["auroc"] for d, r in runs.items()} for m in methods}
+        results["student"] = {m: {d: r[m]["student"]["auroc"] for d, r in runs.items()} for m in methods}
         results["student_mean"] = {m: float(np.mean(list(v.values()))) for m, v in results["student"].items()}
         results["student_spearman"] = {m: float(np.mean([r[m]["student"]["spearman"] for r in runs.values()]))
                                        for m in methods}
@@ -213,12 +268,12 @@ def _results(runs: dict, methods, settings: dict, shared, split: dict, folder, c
     return results
 
 
-def _backbone_summary(shared, settings: dict) -> dict:
+def _backbone_summary(shared) -> dict:
     if shared is None:
-        return {"source": "normal", "note": "pretrained per digit on its training images (digitN/backbone.pt)"}
-    summary = {k: shared[k] for k in ("source", "path", "sha256") if k in shared}
+        return {"source": "normal", "note": "pretrained per run on its normal training images (backbone.pt)"}
+    summary = {k: shared[k] for k in ("source", "path", "sha256", "pretext") if k in shared}
     if shared.get("history"):
-        summary["final_rotation_accuracy"] = shared["history"]["accuracy"][-1]
+        summary["final"] = {k: v[-1] for k, v in shared["history"].items()}
     return summary
 
 
@@ -228,44 +283,68 @@ def _markdown(results: dict) -> str:
     head = [METHOD_LABELS[m] for m in methods]
     if student:
         head += [f"{METHOD_LABELS[m]} -> QKeras {results['compare_student']}" for m in methods]
-    lines = ["## AUROC per normal digit (test: the digit's test images vs as many other-digit test images)", "",
-             "| digit | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    for digit in det[methods[0]]:
-        row = [det[m][digit] for m in methods] + ([student[m][digit] for m in methods] if student else [])
-        lines.append(f"| {digit} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
-    means = [results["mean"][m] for m in methods] + ([results["student_mean"][m] for m in methods] if student else [])
-    lines.append("| **mean** | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
-    lines += ["", "| detector | parameters | MACs |" + (" student MACs | fewer MACs | student Spearman to detector |"
-                                                          if student else ""),
-              "|---|---|---|" + ("---|---|---|" if student else "")]
-    for m in methods:
+    names = list(det[methods[0]])
+    kind = "normal digit" if all(n.isdigit() for n in names) else "data"
+    lines = [f"## AUROC per {kind} (normal test images against every anomaly)", "",
+             f"| {kind} | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for name in names:
+        row = [det[m][name] for m in methods] + ([student[m][name] for m in methods] if student else [])
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    if len(names) > 1:
+        means = [results["mean"][m] for m in methods] + ([results["student_mean"][m] for m in methods]
+                                                         if student else [])
+        lines.append("| **mean** | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
+    lines += _per_signal_lines(results) + _size_lines(results)
+    b = results["backbone"]
+    final = ", ".join(f"{k} {v:.3f}" for k, v in b.get("final", {}).items())
+    lines += ["", f"Encoder: {ENCODER_TEXT.get(b['source'], b['source'])}"
+              + (f" ({b['pretext']} pretext: {final})" if final else "")
+              + (f", sha256 {b['sha256'][:16]}..." if "sha256" in b else "") + ".",
+              f"Settings: {results['settings']}. Data: {results['data']} ({results['split']['protocol']}, split seed "
+              f"{results['split']['seed']}); runtime {results['runtime_s']:.0f} s. The last epoch is kept: no choice "
+              f"uses anomaly labels.", "", "![AUROC](auroc.png)"]
+    return "\n".join(lines + _export_lines(results["exports"]))
+
+
+def _per_signal_lines(results: dict) -> list:
+    per = results["detector_per_signal"]
+    rows = [(m, name, aurocs) for m, by_name in per.items() for name, aurocs in by_name.items() if len(aurocs) > 1]
+    if not rows:
+        return []
+    lines = ["", "| method | data | AUROC per anomaly class |", "|---|---|---|"]
+    for m, name, aurocs in rows:
+        lines.append(f"| {METHOD_LABELS[m]} | {name} | " + ", ".join(f"{k} {v:.3f}" for k, v in aurocs.items())
+                     + " |")
+    return lines
+
+
+def _size_lines(results: dict) -> list:
+    student = results.get("student")
+    lines = ["", "| detector | parameters | MACs |" + (" student MACs | fewer MACs | student Spearman to detector |"
+                                                       if student else ""),
+             "|---|---|---|" + ("---|---|---|" if student else "")]
+    for m in results["methods"]:
         row = f"| {METHOD_LABELS[m]} | {results['params'][m]:,} | {results['macs'][m]:,} |"
         if student:
             row += (f" {results['student_macs']:,} | {results['macs'][m] / results['student_macs']:.0f}x | "
                     f"{results['student_spearman'][m]:.3f} |")
         lines.append(row)
-    b = results["backbone"]
-    lines += ["", f"Encoder: {b['source']}" + (f" (rotation accuracy {b['final_rotation_accuracy']:.3f})"
-                                               if "final_rotation_accuracy" in b else "")
-              + (f", sha256 {b['sha256'][:16]}..." if "sha256" in b else "") + ".",
-              f"Settings: {results['settings']}. Data: {results['data']} ({results['split']['protocol']}, split seed "
-              f"{results['split']['seed']}); runtime {results['runtime_s']:.0f} s. The last epoch is kept: no choice "
-              f"uses anomaly labels.", "", "![AUROC per digit](auroc.png)"]
-    return "\n".join(lines + _export_lines(results["exports"]))
+    return lines
 
 
 def _export_lines(exports: dict) -> list:
     rows = [(d, m, a["onnx"]) for d, per in exports.items() for m, a in per.items()]
     if not rows:
         return []
+    failed = [f"{d} {METHOD_LABELS[m]}: {onnx['error']}" for d, m, onnx in rows if "error" in onnx]
+    rows = [row for row in rows if "error" not in row[2]]
     lines = ["", "## ONNX export of the detectors (verified against the torch model)", "",
-             "| digit | method | file | AUROC | largest relative difference |", "|---|---|---|---|---|"]
-    for digit, method, onnx in rows:
-        auroc = onnx["auroc"] if onnx["auroc"] is not None else float("nan")
+             "| data | method | file | AUROC | largest relative difference |", "|---|---|---|---|---|"]
+    for name, method, onnx in rows:
+        aurocs = ", ".join(f"{v:.3f}" for v in (onnx["auroc"] or {}).values()) or "-"
         inside_run = Path(*Path(onnx["path"]).parts[-3:])
-        lines.append(f"| {digit} | {METHOD_LABELS[method]} | {inside_run} | {auroc:.3f} | "
-                     f"{onnx['max_rel_diff']:.2g} |")
-    return lines
+        lines.append(f"| {name} | {METHOD_LABELS[method]} | {inside_run} | {aurocs} | {onnx['max_rel_diff']:.2g} |")
+    return lines + [f"- ONNX export failed for {text}" for text in failed]
 
 
 def _plot(path: Path, results: dict) -> None:
@@ -273,12 +352,14 @@ def _plot(path: Path, results: dict) -> None:
     series = {METHOD_LABELS[m]: results["detector"][m] for m in results["methods"]}
     for m in results["methods"] if results.get("student") else ():
         series[f"{METHOD_LABELS[m]} -> QKeras {results['compare_student']}"] = results["student"][m]
-    grouped_bars(path, series, "normal digit", "AUROC", "Feature-level distillation on one-class MNIST")
+    names = list(next(iter(series.values())))
+    grouped_bars(path, series, "normal digit" if all(n.isdigit() for n in names) else "data", "AUROC",
+                 "Feature-level distillation detectors and their QKeras students")
 
 
-def _plot_history(path: Path, history: Dict[str, list], method: str, digit) -> None:
+def _plot_history(path: Path, history: Dict[str, list], method: str, name: str) -> None:
     from ..plots import stage_panels
     span = lambda values: (list(range(1, len(values) + 1)), values)  # noqa: E731
     losses = {k: span(v) for k, v in history.items() if k != "val score"}
     stage_panels(path, {"training loss": losses, "mean score, validation images": {"val": span(history["val score"])}},
-                 f"digit {digit}: {METHOD_LABELS[method]} training")
+                 f"{'digit ' + name if name.isdigit() else name}: {METHOD_LABELS[method]} training")

@@ -102,8 +102,11 @@ def _outlier_file(out: Path, path: Optional[str], count: int, seed: int) -> Path
     images = read_outlier_images(path) if path else synthetic_outliers(count, seed=seed)
     if len(images) == 0:
         raise KDError("the outlier-exposure set is empty")
+    from ..fileio import atomic_file
     target = out / "outliers.npz"
-    np.savez(target, X=images)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(target) as tmp:
+        np.savez(tmp, X=images)
     return target
 
 

@@ -43,6 +43,15 @@ def budget(variant: str) -> int:
     return _layout(variant).budget
 
 
+def min_side(variant: str) -> int:
+    """The smallest square image `variant` can take (each conv 3x3 valid needs >= 3 pixels, each pool halves)."""
+    layout = _layout(variant)
+    side = 1
+    for _ in layout.conv_filters:
+        side = 2 * side + KERNEL - 1
+    return side * layout.input_pool
+
+
 def _layout(variant: str) -> Layout:
     if variant not in VARIANTS:
         raise KDError(f"paper-cnn: unknown variant '{variant}' (known: {', '.join(VARIANTS)})")

@@ -6,13 +6,15 @@ the largest value of the smoothed anomaly map sum_k upsample(1 - cos(teacher_k, 
         into a small embedding; a decoder (the student) restores the three scales from it.
   urd   RD with expert (Liu et al., AAAI 2025): as rd, but the encoder is a trained copy of the expert and the
         decoder gets guided information injection: at each finer scale the encoder's feature is mixed in where
-        it agrees with the decoder's (cosine similarity), the decoder's own feature where it does not.
+        it agrees with the decoder's (cosine similarity), the decoder's own feature where it does not. Ours
+        injects the same-scale encoder feature only (the authors' code also adds the next finer scale).
   dskd  Dual-student KD (Yao and Gao, 2024): two students of inverted structure, a forward encoder (same layout
         as the teacher) and a reverse decoder fed by an embedding of the forward student's features; the map
         sums both students' discrepancies.
 
 Rows are flat (N, side*side) in [0, 1]. The encoder (`ConvBackbone`, width w): stem conv3x3 1->w, then three
-residual stages of stride 2 with w, 2w, 4w channels (side/2, side/4, side/8 rounded up).
+residual stages of stride 2 with w, 2w, 4w channels (side/2, side/4, side/8 rounded up). The decoder upsamples
+bilinearly, each step followed by a residual block (the papers use transposed convolutions).
 """
 from __future__ import annotations
 
@@ -172,6 +174,8 @@ class FeatureKD(nn.Module):
         self.register_buffer("smooth", gaussian_kernel(SMOOTH_SIGMA), persistent=False)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.side * self.side:
+            raise KDError(f"feature-kd takes rows of {self.side * self.side} pixels, got shape {tuple(x.shape)}")
         return x.reshape(-1, 1, self.side, self.side)
 
     def students(self, images: torch.Tensor, encoded: Sequence[torch.Tensor]) -> List[List[torch.Tensor]]:

@@ -1,0 +1,139 @@
+"""Image folders in the MVTec AD layout, read as one-channel images flattened to rows in [0, 1].
+
+    ROOT/train/good/*.png           normal training images (10% held out as validation, seeded)
+    ROOT/test/good/*.png            normal test images
+    ROOT/test/<defect>/*.png        one anomaly class per folder (a signal named after the folder)
+    ROOT/ground_truth/<defect>/...  pixel masks: not read (image-level detection only)
+
+Images are converted to grayscale (PIL mode 'L') and, with `side`, resized to side x side (bilinear); without
+it every image must already be square and of one size. `write_synthetic_image_folder` writes a seeded folder
+in this layout (textured surfaces with scratches and spots) for tests and demos.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..errors import KDError
+from . import Dataset
+
+SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+VAL_FRACTION = 0.1
+
+
+def is_image_folder(path) -> bool:
+    return (Path(path) / "train" / "good").is_dir()
+
+
+def _image_files(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+
+
+def _read(path: Path, side: Optional[int]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+            if side is not None and gray.size != (side, side):
+                gray = gray.resize((side, side), Image.BILINEAR)
+            return np.asarray(gray, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise KDError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+            from None
+
+
+def _read_folder(folder: Path, side: Optional[int]) -> np.ndarray:
+    files = _image_files(folder)
+    if not files:
+        raise KDError(f"no images ({', '.join(sorted(SUFFIXES))}) in {folder}")
+    images = [_read(f, side) for f in files]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise KDError(f"images in {folder} differ in size ({sorted(shapes)[:3]}); give side= to resize them")
+    shape = images[0].shape
+    if shape[0] != shape[1]:
+        raise KDError(f"images in {folder} are {shape[0]}x{shape[1]}, not square; give side= to resize them")
+    return np.stack(images).reshape(len(images), -1)
+
+
+def load_image_folder(root, side: Optional[int] = None, seed: int = 0) -> Dataset:
+    """An MVTec-layout folder -> Dataset (normal train/val/test, one signal per defect folder)."""
+    root = Path(root)
+    if side is not None and int(side) < 8:
+        raise KDError(f"side must be at least 8 pixels, got {side}")
+    if not is_image_folder(root):
+        raise KDError(f"{root} is not an image folder in the MVTec layout: missing train/good/")
+    if not (root / "test" / "good").is_dir():
+        raise KDError(f"{root}: missing test/good/ (normal test images)")
+    fit = _read_folder(root / "train" / "good", side)
+    test = _read_folder(root / "test" / "good", side)
+    defects = sorted(p for p in (root / "test").iterdir() if p.is_dir() and p.name != "good")
+    if not defects:
+        raise KDError(f"{root}: no anomaly folders beside test/good/")
+    signals: Dict[str, np.ndarray] = {p.name: _read_folder(p, side) for p in defects}
+    sizes = {fit.shape[1], test.shape[1], *(s.shape[1] for s in signals.values())}
+    if len(sizes) > 1:
+        raise KDError(f"{root}: train and test images differ in size; give side= to resize them")
+    if len(fit) < 2:
+        raise KDError(f"{root}: train/good/ needs at least 2 images, has {len(fit)}")
+    order = np.random.default_rng(seed).permutation(len(fit))
+    n_val = max(1, int(round(VAL_FRACTION * len(fit))))
+    edge = int(np.sqrt(fit.shape[1]))
+    return Dataset(source=str(root), kind="images", train=fit[np.sort(order[n_val:])], val=fit[np.sort(order[:n_val])],
+                   test=test, signals=signals, feature_names=[f"px{r}_{c}" for r in range(edge) for c in range(edge)],
+                   extra={"category": root.name, "split_seed": seed}, image_shape=(edge, edge))
+
+
+# ---------------------------------------------------------------- seeded synthetic folder
+
+def _surface(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A woven texture: two crossed gratings with random phase, plus a little noise."""
+    r, c = np.mgrid[0:side, 0:side].astype(np.float64)
+    period = side / 4
+    a, b = rng.uniform(0, 2 * np.pi, size=2)
+    texture = 0.5 + 0.2 * np.sin(2 * np.pi * r / period + a) * np.sin(2 * np.pi * c / period + b)
+    return np.clip(texture + rng.normal(0, 0.03, size=(side, side)), 0, 1)
+
+
+def _scratch(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    side = image.shape[0]
+    r, c = np.mgrid[0:side, 0:side].astype(np.float64)
+    r0, c0 = rng.uniform(0.2 * side, 0.8 * side, size=2)
+    angle = rng.uniform(0, np.pi)
+    distance = np.abs((r - r0) * np.cos(angle) - (c - c0) * np.sin(angle))
+    along = np.abs((r - r0) * np.sin(angle) + (c - c0) * np.cos(angle))
+    mask = (distance < 0.8) & (along < side * 0.3)
+    out = image.copy()
+    out[mask] = 0.95
+    return out
+
+
+def _spot(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    side = image.shape[0]
+    r, c = np.mgrid[0:side, 0:side].astype(np.float64)
+    r0, c0 = rng.uniform(0.25 * side, 0.75 * side, size=2)
+    radius = rng.uniform(0.06, 0.12) * side
+    return np.where((r - r0) ** 2 + (c - c0) ** 2 < radius ** 2, 0.05, image)
+
+
+DEFECTS = {"scratch": _scratch, "spot": _spot}
+
+
+def write_synthetic_image_folder(root, side: int = 32, n_train: int = 200, n_test: int = 50, seed: int = 0) -> Path:
+    """Seeded MVTec-layout folder of PNG images: textured surfaces; test defects 'scratch' and 'spot'."""
+    from PIL import Image
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+
+    def save(folder: Path, images) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(folder / f"{i:03d}.png")
+
+    save(root / "train" / "good", [_surface(rng, side) for _ in range(n_train)])
+    save(root / "test" / "good", [_surface(rng, side) for _ in range(n_test)])
+    for name, paint in DEFECTS.items():
+        save(root / "test" / name, [paint(rng, _surface(rng, side)) for _ in range(n_test)])
+    return root
