@@ -316,6 +316,26 @@ def test_wrong_precision_fails_and_names_the_layer(mlp_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("variant,pools", [("B", {"pool0": 4, "pool1": 4}), ("G", {"input_pool": 16, "pool0": 4})])
+def test_average_pools_get_the_bits_of_an_exact_average(variant, pools):
+    """hls4ml's 'auto' kept the input type on average pools and truncated the averages (not bit-exact)."""
+    from kdcompress.export.fpga import FpgaOptions, generated_config
+    from kdcompress.quant import QuantConfig
+    from kdcompress.students.paper_cnn import build_paper_cnn
+    model = build_paper_cnn(256, quant=QuantConfig(bits=8, relu_bits=8), variant=variant, image_shape=(16, 16, 1))
+    layers = generated_config(model, FpgaOptions())["LayerName"]
+    names = [layer.name for layer in model.layers]
+    for pool, n in pools.items():
+        k = n.bit_length() - 1
+        before = layers[names[names.index(pool) - 1]]["Precision"]["result"]
+        if before == "auto":  # the input pool follows the reshape of the input quantizer's output
+            before = layers["input_quant"]["Precision"]["result"]
+        kind, rest = before.split("<")
+        width, integer = (int(v) for v in rest.split(",")[:2])
+        assert layers[pool]["Precision"]["result"] == f"{kind}<{width + k},{integer}>", pool
+        assert layers[pool]["Precision"]["accum"] == f"{kind}<{width + 2 * k},{integer + k}>", pool
+
+
 def test_unsigned_quantizers_stay_bit_exact(mlp_dir, tmp_path):
     """hls4ml maps quantized_bits(keep_negative=False) to a signed type one fractional bit short: corrected."""
     from kdcompress.quant import QuantConfig

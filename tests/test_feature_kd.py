@@ -354,6 +354,20 @@ def test_small_setting_end_to_end(tmp_path, name):
     assert Path(results["backbone"]["path"]).is_file() and len(results["backbone"]["sha256"]) == 64
     assert (out / "auroc.png").stat().st_size > 0 and (out / "results.md").is_file()
     assert "QKeras B" in markdown
+    if name == "dskd-mnist":  # the student to ship: bit-exact firmware (its average pools need wider types)
+        _student_firmware_is_bit_exact(out / "digit0" / "student_dskd", tmp_path)
+
+
+def _student_firmware_is_bit_exact(student, tmp_path):
+    from kdcompress.data.mnist import ANOMALY_SIGNAL, load_mnist_folder, make_splits, one_class_dataset
+    from kdcompress.export import export
+    data = one_class_dataset(*(lambda f: (f, make_splits(f, seed=0)))(load_mnist_folder(None)), 0)
+    x = np.concatenate([data.train, data.val, data.test, data.signals[ANOMALY_SIGNAL]])
+    y = np.r_[np.zeros(len(x) - len(data.signals[ANOMALY_SIGNAL])), np.ones(len(data.signals[ANOMALY_SIGNAL]))]
+    np.savez(tmp_path / "digit0.npz", X=x.reshape(-1, 28, 28), y=y)
+    (artefact,) = export(student, "fpga", data=tmp_path / "digit0.npz", out=tmp_path / "fpga", quiet=True)[
+        "artefacts"]
+    assert artefact["agreement"]["bit_exact_fraction"] == 1.0 and artefact["agreement"]["events"] > 100
 
 
 # ---------------------------------------------------------------- MVTec-layout image folders
@@ -420,3 +434,10 @@ def test_pipeline_on_an_image_folder(tmp_path):
     assert (out / "weave" / "dskd.pt").is_file() and (out / "weave" / "student_rd" / "student.json").is_file()
     assert results["student_macs"] > 0 and "AUROC per anomaly class" in markdown
     assert not (out / "outliers.npz").exists()  # 28x28 outlier shapes are not used for 16x16 images
+
+
+def test_an_mnist_folder_as_distillation_data_says_what_to_pass():
+    from kdcompress.data import load_dataset
+    from kdcompress.data.mnist import default_folder
+    with pytest.raises(KDError, match="holds MNIST idx files.*pass an .npz with X"):
+        load_dataset(str(default_folder()))

@@ -66,9 +66,17 @@ def check_finite(x: np.ndarray, what: str) -> None:
         raise KDError(f"{what} holds NaN or inf values in {rows} rows")
 
 
+def _is_mnist_folder(folder: Path) -> bool:
+    from .mnist import find_idx_file
+    return any(find_idx_file(folder, part, "images") is not None for part in ("test", "train"))
+
+
 def _load_adc2021_folder(folder: Path) -> Dataset:
     from . import adc2021
     missing = [n for n in adc2021.BACKGROUND_FILES.values() if not (folder / n).is_file()]
+    if missing and _is_mnist_folder(folder):
+        raise KDError(f"{folder} holds MNIST idx files, which say nothing of what is normal: pass an .npz with X "
+                      f"(images) and y (1 = anomaly), or run a recipe (kd4ad-mnist, urd-mnist, dskd-mnist)")
     if missing:
         raise KDError(f"{folder} is not an ADC2021 data folder: missing {', '.join(missing)}")
     parts = {k: adc2021.to_features(adc2021.read_particles(folder / n))

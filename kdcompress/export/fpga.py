@@ -6,6 +6,8 @@ How bit-exactness is obtained (see /work/shared/STACK.md):
 - every layer's precision comes from its QKeras quantizer (config_from_keras_model, granularity='name'),
   except unsigned quantized_bits (keep_negative=False), which hls4ml 1.3 maps to a signed type with one
   fractional bit less: it becomes ufixed<bits, integer, RND_CONV, SAT>;
+- an average pool of 2**k values gets k more fractional (result) and integer (accumulator) bits than its
+  input type: with 'auto' hls4ml kept the input type and truncated the averages;
 - a quantized_bits QActivation right after a QDense/QConv2D is pinned onto that layer's result type.
   hls4ml 1.3's merge_linear_activation pass otherwise drops it (it only copies a `quantizer` attribute,
   which QKeras activations do not set), so the firmware would neither round nor saturate there.
@@ -118,6 +120,7 @@ def generated_config(model, options: FpgaOptions) -> dict:
     _fix_unsigned_types(model, config["LayerName"])
     _pin_input_type(model, config["LayerName"])
     _pin_linear_quantizers(model, config["LayerName"])
+    _widen_average_pools(model, config["LayerName"])
     return config
 
 
@@ -147,6 +150,28 @@ def _pin_linear_quantizers(model, layers: dict) -> None:
         for name in (layer.name, f"{layer.name}_linear"):
             if name in layers:
                 _set_result(layers, name, _result(layers, quantizer_layer.name))
+
+
+FIXED_TYPE = re.compile(r"^(u?fixed)<\s*(\d+)\s*,\s*(-?\d+)")
+SHAPE_ONLY = ("Reshape", "Flatten", "InputLayer")
+
+
+def _widen_average_pools(model, layers: dict) -> None:
+    """An average pool of n = 2**k inputs gets k more fractional bits on its result and k more integer bits on
+    its accumulator, so the firmware's average equals Keras's float one exactly ('auto' truncated it)."""
+    previous = None
+    for layer in model.layers:
+        if "AveragePooling" in type(layer).__name__ and previous is not None:
+            n = int(np.prod(layer.pool_size))
+            match = FIXED_TYPE.match(previous)
+            if match and n & (n - 1) == 0:
+                kind, width, integer = match.group(1), int(match.group(2)), int(match.group(3))
+                k = n.bit_length() - 1
+                layers[layer.name]["Precision"]["result"] = f"{kind}<{width + k},{integer}>"
+                layers[layer.name]["Precision"]["accum"] = f"{kind}<{width + 2 * k},{integer + k}>"
+        result = layers.get(layer.name, {}).get("Precision", {}).get("result", "auto")
+        if result != "auto" or type(layer).__name__ not in SHAPE_ONLY:
+            previous = result if result != "auto" else None
 
 
 def _is_unsigned_bits(layer) -> bool:

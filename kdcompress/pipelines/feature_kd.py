@@ -66,14 +66,15 @@ def feature_kd(out: Path, data: Optional[str] = None, images: Optional[str] = No
     runs = {}
     for name, dataset in datasets.items():
         folder = out / _folder_name(name)
-        _say(f"[feature-kd] {name}: {dataset.describe()}", quiet)
+        _say(f"[feature-kd] {_label(name)}: {dataset.describe()}", quiet)
         with _torch_threads(1):
             encoder = shared["backbone"] if shared else _own_backbone(folder, dataset, settings, seed, quiet)
             runs[name] = {m: _run_method(m, encoder, dataset, folder, name, settings, list(export), seed, quiet)
                           for m in methods}
         if compare:
             for method, run in runs[name].items():
-                _say(f"[feature-kd] {name}: QKeras student {compare_student} from {METHOD_LABELS[method]}", quiet)
+                _say(f"[feature-kd] {_label(name)}: QKeras student {compare_student} from {METHOD_LABELS[method]}",
+                     quiet)
                 run["student"] = score_regression(run["checkpoint"], dataset, folder / f"student_{method}", compare,
                                                   quiet)
     results = _results(runs, methods, settings, shared, split, compare_student)
@@ -84,6 +85,10 @@ def feature_kd(out: Path, data: Optional[str] = None, images: Optional[str] = No
 
 def _folder_name(name: str) -> str:
     return f"digit{name}" if name.isdigit() else name
+
+
+def _label(name: str) -> str:
+    return f"digit {name}" if name.isdigit() else name
 
 
 def _mnist_datasets(out: Path, data, side, digits, split_seed: int, quiet: bool):
@@ -214,7 +219,8 @@ def _run_method(method: str, encoder, data, folder: Path, name: str, s: dict, ex
                                                   quiet)}
     _plot_history(folder / f"training_{method}.png", history, method, name)
     run["seconds"] = time.perf_counter() - start
-    _say(f"[feature-kd] {name}: {METHOD_LABELS[method]} AUROC {run['auroc']:.4f} ({run['seconds']:.0f} s)", quiet)
+    _say(f"[feature-kd] {_label(name)}: {METHOD_LABELS[method]} AUROC {run['auroc']:.4f} ({run['seconds']:.0f} s)",
+         quiet)
     return run
 
 
@@ -362,4 +368,4 @@ def _plot_history(path: Path, history: Dict[str, list], method: str, name: str) 
     span = lambda values: (list(range(1, len(values) + 1)), values)  # noqa: E731
     losses = {k: span(v) for k, v in history.items() if k != "val score"}
     stage_panels(path, {"training loss": losses, "mean score, validation images": {"val": span(history["val score"])}},
-                 f"{'digit ' + name if name.isdigit() else name}: {METHOD_LABELS[method]} training")
+                 f"{_label(name)}: {METHOD_LABELS[method]} training")
