@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from image_helpers import bar_images, same, state
 from kdcompress import KDError
 from kdcompress.distill import reverse as rv
 from kdcompress.distill.dual_student import train_dskd
@@ -18,23 +19,7 @@ SIDE = 16
 
 
 def _images(count: int, seed: int, anomalous: bool = False) -> np.ndarray:
-    """Seeded 16x16 images in [0, 1]: a bright vertical bar (normal) or a horizontal bar (anomalous)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 0.1, size=(count, SIDE, SIDE)).astype(np.float32)
-    for i, pos in enumerate(rng.integers(3, SIDE - 5, size=count)):
-        if anomalous:
-            x[i, pos:pos + 2, 2:-2] = 1.0
-        else:
-            x[i, 2:-2, pos:pos + 2] = 1.0
-    return x.reshape(count, -1)
-
-
-def _state(module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return bar_images(count, seed, SIDE, anomalous, low=3, high_margin=5)
 
 
 def _weights(module) -> dict:
@@ -165,12 +150,12 @@ def test_rd_and_dskd_keep_the_teacher_fixed():
     for method in ("rd", "dskd"):
         torch.manual_seed(0)
         model = rv.detector(SIDE * SIDE, method, backbone)
-        encoder, decoder = _state(model.encoder), _weights(model.decoder)
+        encoder, decoder = state(model.encoder), _weights(model.decoder)
         (rv.train_rd if method == "rd" else train_dskd)(model, _images(32, 0), _images(8, 1), 1, 16, 5e-3,
                                                         np.random.default_rng(0), quiet=True)
-        assert _same(encoder, _state(model.encoder)), method  # weights and batch-norm statistics
-        assert _same(_state(backbone), _state(model.encoder)), method
-        assert not _same(decoder, _weights(model.decoder)), method
+        assert same(encoder, state(model.encoder)), method  # weights and batch-norm statistics
+        assert same(state(backbone), state(model.encoder)), method
+        assert not same(decoder, _weights(model.decoder)), method
         assert not model.encoder.training, method  # left in eval mode, so later passes keep its statistics
 
 
@@ -193,13 +178,13 @@ def test_a_last_batch_of_one_image_trains(method):
 
 def test_urd_trains_the_teacher_and_leaves_the_expert_alone():
     backbone = _backbone()
-    expert = _state(backbone)
+    expert = state(backbone)
     torch.manual_seed(0)
     model = rv.detector(SIDE * SIDE, "urd", backbone)
     history = rv.train_urd(model, backbone, _images(32, 0), _images(8, 1), 2, 16, 5e-3, 1e-3,
                            np.random.default_rng(0), quiet=True)
-    assert _same(expert, _state(backbone))
-    assert not _same(_weights(backbone), _weights(model.encoder))
+    assert same(expert, state(backbone))
+    assert not same(_weights(backbone), _weights(model.encoder))
     assert not any(p.requires_grad for p in model.encoder.parameters())  # frozen again after training
     assert set(history) == {"teacher loss", "student loss", "val score"} and len(history["val score"]) == 2
 
@@ -208,7 +193,7 @@ def test_training_is_reproducible_by_seed():
     backbone = _backbone()
     a, b, c = _train("dskd", backbone, 1, seed=3), _train("dskd", backbone, 1, seed=3), _train("dskd", backbone, 1,
                                                                                                 seed=4)
-    assert _same(_state(a), _state(b)) and not _same(_state(a), _state(c))
+    assert same(state(a), state(b)) and not same(state(a), state(c))
 
 
 def test_backbone_pretraining_is_reproducible_and_learns_rotations():
@@ -216,7 +201,7 @@ def test_backbone_pretraining_is_reproducible_and_learns_rotations():
     images = to_features(load_mnist_folder(None).test[0][:600])
     runs = [rv.pretrain_backbone(images, 4, 3, 64, 3e-3, np.random.default_rng(0), quiet=True)
             for _ in range(2) if torch.manual_seed(0) is not None]
-    assert _same(_state(runs[0]["backbone"]), _state(runs[1]["backbone"]))
+    assert same(state(runs[0]["backbone"]), state(runs[1]["backbone"]))
     assert runs[0]["history"]["accuracy"][-1] > 0.6  # chance is 0.25
 
 
@@ -250,7 +235,7 @@ def test_backbone_file_round_trip_and_refusals(tmp_path):
     backbone = _backbone()
     digest = rv.save_backbone(backbone, tmp_path / "bb.pt")
     loaded = rv.load_backbone(tmp_path / "bb.pt", 4, sha256=digest.upper())
-    assert _same(_state(backbone), _state(loaded["backbone"])) and loaded["sha256"] == digest
+    assert same(state(backbone), state(loaded["backbone"])) and loaded["sha256"] == digest
     with pytest.raises(KDError, match="does not match"):
         rv.load_backbone(tmp_path / "bb.pt", 4, sha256="0" * 64)
     with pytest.raises(KDError, match="does not fit a width-8"):
@@ -266,9 +251,9 @@ def test_backbone_file_round_trip_and_refusals(tmp_path):
     torch.save({0: torch.zeros(2)}, tmp_path / "int_keys.pt")
     with pytest.raises(KDError, match="must hold a state_dict"):
         rv.load_backbone(tmp_path / "int_keys.pt", 4)
-    state = backbone.state_dict()
-    state["stem.0.0.weight"] = state["stem.0.0.weight"] * float("nan")
-    torch.save(state, tmp_path / "nan.pt")
+    weights = backbone.state_dict()
+    weights["stem.0.0.weight"] = weights["stem.0.0.weight"] * float("nan")
+    torch.save(weights, tmp_path / "nan.pt")
     with pytest.raises(KDError, match="non-finite values in stem.0.0.weight"):
         rv.load_backbone(tmp_path / "nan.pt", 4)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from image_helpers import bar_images, same, state
 from kdcompress import KDError
 from kdcompress.distill import pkdgan as pk
 from kdcompress.teachers.edegan import EDEDiscriminator, EDEGenerator, latent_mse
@@ -16,23 +17,7 @@ SIDE = 16
 
 
 def _images(count: int, seed: int, anomalous: bool = False) -> np.ndarray:
-    """Seeded 16x16 images in [0, 1]: a bright vertical bar (normal) or a horizontal bar (anomalous)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 0.1, size=(count, SIDE, SIDE)).astype(np.float32)
-    for i, pos in enumerate(rng.integers(4, SIDE - 4, size=count)):
-        if anomalous:
-            x[i, pos:pos + 2, 2:-2] = 1.0
-        else:
-            x[i, 2:-2, pos:pos + 2] = 1.0
-    return x.reshape(count, -1)
-
-
-def _state(module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return bar_images(count, seed, SIDE, anomalous, low=4, high_margin=4)
 
 
 def _trained_pair(width: int, seed: int, epochs: int = 2) -> pk.GANPair:
@@ -117,41 +102,41 @@ def test_bad_weights_are_named():
 def test_step1_keeps_the_teacher_fixed_and_trains_the_student():
     teacher = _trained_pair(4, seed=0).generator.train()  # step 1 itself must switch it to eval mode
     next(teacher.parameters()).requires_grad_(False)  # a caller's frozen parameter stays frozen
-    before = _state(teacher)
+    before = state(teacher)
     torch.manual_seed(1)
     student = pk.GANPair(SIDE * SIDE, 2, 8, 2e-4)
-    start = _state(student.generator)
+    start = state(student.generator)
     history = pk.distill_step1(student, teacher, _images(64, 0), _images(16, 1), 2, 16, pk.GANWeights(),
                                np.random.default_rng(0), quiet=True)
-    assert _same(before, _state(teacher))  # weights and batch-norm statistics
+    assert same(before, state(teacher))  # weights and batch-norm statistics
     flags = [p.requires_grad for p in teacher.parameters()]
     assert not flags[0] and all(flags[1:])  # handed back as it came
     assert not teacher.training
-    assert not _same(start, _state(student.generator))
+    assert not same(start, state(student.generator))
     assert len(history["kd"]) == 2 and all(v > 0 for v in history["kd"])
 
 
 def test_step2_fine_tunes_teacher_and_student_together():
     teacher, student = _trained_pair(4, seed=0), _trained_pair(2, seed=1)
-    t0, s0 = _state(teacher.generator), _state(student.generator)
+    t0, s0 = state(teacher.generator), state(student.generator)
     history = pk.joint_finetune(teacher, student, _images(64, 0), _images(16, 1), 1, 16, pk.GANWeights(),
                                 np.random.default_rng(0), quiet=True)
-    assert not _same(t0, _state(teacher.generator)) and not _same(s0, _state(student.generator))
+    assert not same(t0, state(teacher.generator)) and not same(s0, state(student.generator))
     assert {"teacher kd", "kd", "val score"} <= set(history)
 
 
 def test_targets_leave_batch_norm_statistics_and_mode_alone():
     g = EDEGenerator(SIDE * SIDE, 4, 8).train()
-    before = _state(g)
+    before = state(g)
     out = pk.targets(g, torch.from_numpy(_images(8, 0)))
-    assert g.training and _same(before, _state(g))
+    assert g.training and same(before, state(g))
     assert not any(t.requires_grad for t in out)
 
 
 def test_training_is_reproducible_by_seed():
     a, b, c = (_trained_pair(2, seed=s).generator for s in (5, 5, 6))
-    assert _same(_state(a), _state(b))
-    assert not _same(_state(a), _state(c))
+    assert same(state(a), state(b))
+    assert not same(state(a), state(c))
 
 
 def test_trained_gan_scores_anomalies_higher():
