@@ -426,3 +426,11 @@ def test_an_mnist_folder_as_distillation_data_says_what_to_pass():
     from kdcompress.data.mnist import default_folder
     with pytest.raises(KDError, match="holds MNIST idx files.*pass an .npz with X"):
         load_dataset(str(default_folder()))
+
+
+def test_a_saved_backbone_has_the_same_hash_every_time(tmp_path):
+    backbone = _backbone()
+    first = rv.save_backbone(backbone, tmp_path / "a.pt")
+    assert rv.save_backbone(backbone, tmp_path / "b.pt") == first == rv.save_backbone(backbone, tmp_path / "a.pt")
+    from kdcompress.fileio import sha256_file
+    assert sha256_file(tmp_path / "a.pt") == first

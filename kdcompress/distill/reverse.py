@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import KDError
-from ..fileio import atomic_file, sha256_file
+from ..fileio import atomic_file
 from ..progress import EpochProgress
 from ..teachers.feature_kd import ConvBackbone, FeatureKD, image_side
 
@@ -176,11 +176,14 @@ def load_backbone(path, width: int, sha256: Optional[str] = None) -> Dict:
 
 
 def save_backbone(backbone: ConvBackbone, path) -> str:
-    """Atomic torch.save of the state_dict; returns its sha256."""
+    """Atomic write of the state_dict; returns its sha256. Serialised in memory first: torch.save names the
+    archive after the file, and the temporary name would change the bytes (and the hash) from run to run."""
+    buffer = io.BytesIO()
+    torch.save(backbone.state_dict(), buffer)
     path = Path(path)
     with atomic_file(path) as tmp:
-        torch.save(backbone.state_dict(), tmp)
-    return sha256_file(path)
+        tmp.write_bytes(buffer.getvalue())
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def detector(n_features: int, method: str, backbone: ConvBackbone, reduce: str = "max") -> FeatureKD:
