@@ -113,11 +113,6 @@ def _image_dataset(images, side, split_seed: int):
              "seed": split_seed})
 
 
-def anomalies(dataset) -> np.ndarray:
-    """Every anomaly class pooled (MNIST has one; an image folder one per defect folder)."""
-    return np.concatenate([dataset.signals[k] for k in sorted(dataset.signals)])
-
-
 def _check(digits, methods, width, backbone, sha256, epochs, batch, lrs, reduce, export, pretext) -> List[str]:
     from ..distill.reverse import PRETEXTS
     from ..teachers.feature_kd import METHODS, REDUCTIONS
@@ -162,30 +157,29 @@ def _given_backbone(source: str, width: int, sha256, quiet: bool):
 
 def _shared_backbone(out: Path, source: str, pool: np.ndarray, s: dict, seed: int, quiet: bool):
     """backbone=pool: the encoder every run shares, pretrained on the unlabelled pool; None for normal."""
-    from ..distill.reverse import pretrain_backbone, save_backbone
     if source == "normal":
         return None
     _say(f"[feature-kd] backbone: {s['pretext']} pretext on {len(pool)} unlabelled training images", quiet)
     with _torch_threads(1):
-        import torch
-        torch.manual_seed(seed)
-        trained = pretrain_backbone(pool, s["width"], s["backbone_epochs"], 64, 1e-3,
-                                    np.random.default_rng([seed, 100]), quiet, s["pretext"])
-    digest = save_backbone(trained["backbone"], out / "backbone.pt")
-    return {**trained, "source": "pool", "path": str(out / "backbone.pt"), "sha256": digest}
+        return {**_pretrained(pool, out, s, [seed, 100], seed, quiet), "source": "pool"}
 
 
 def _own_backbone(folder: Path, data, s: dict, seed: int, quiet: bool):
-    """backbone=normal: rotation prediction on this run's normal training images only."""
-    from ..distill.reverse import pretrain_backbone, save_backbone
+    """backbone=normal: the pretext on this run's normal training images only."""
+    rng_key = [seed, 100, data.extra.get("normal_digit", 0)]
+    return _pretrained(data.train, folder, s, rng_key, seed, quiet)["backbone"]
+
+
+def _pretrained(images: np.ndarray, folder: Path, s: dict, rng_key: list, seed: int, quiet: bool) -> dict:
+    """Self-supervised encoder on `images`, saved as folder/backbone.pt (path and sha256 returned)."""
     import torch
+    from ..distill.reverse import pretrain_backbone, save_backbone
     torch.manual_seed(seed)
-    trained = pretrain_backbone(data.train, s["width"], s["backbone_epochs"], 64, 1e-3,
-                                np.random.default_rng([seed, 100, data.extra.get("normal_digit", 0)]), quiet,
-                                s["pretext"])
+    trained = pretrain_backbone(images, s["width"], s["backbone_epochs"], 64, 1e-3, np.random.default_rng(rng_key),
+                                quiet, s["pretext"])
     folder.mkdir(parents=True, exist_ok=True)
-    save_backbone(trained["backbone"], folder / "backbone.pt")
-    return trained["backbone"]
+    digest = save_backbone(trained["backbone"], folder / "backbone.pt")
+    return {**trained, "path": str(folder / "backbone.pt"), "sha256": digest}
 
 
 def _run_method(method: str, encoder, data, folder: Path, name: str, s: dict, export, seed: int, quiet: bool) -> dict:
@@ -210,9 +204,10 @@ def _run_method(method: str, encoder, data, folder: Path, name: str, s: dict, ex
         history = train_dskd(model, **common)
     model.eval()
     normal = rv.scores(model, data.test)
-    per_signal = {k: auroc(normal, rv.scores(model, v)) for k, v in sorted(data.signals.items())}
+    scored = {k: rv.scores(model, v) for k, v in sorted(data.signals.items())}  # each image scored once
     checkpoint = _save(folder / f"{method}.pt", model, data, seed)
-    run = {"auroc": auroc(normal, rv.scores(model, anomalies(data))), "auroc_per_signal": per_signal,
+    run = {"auroc": auroc(normal, np.concatenate(list(scored.values()))),
+           "auroc_per_signal": {k: auroc(normal, v) for k, v in scored.items()},
            "params": parameter_count(model),
            "macs": torch_macs(model, torch.zeros(1, data.n_features)), "checkpoint": checkpoint,
            "history": history, "exports": _export(checkpoint, folder / f"export_{method}", export, data, seed,
