@@ -54,9 +54,13 @@ def _data_parser(verbs):
     p = verbs.add_parser("data", help="make synthetic data sets")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     synth = sub.add_parser("synth", help="write a seeded synthetic data set in a real format")
-    synth.add_argument("format", choices=["adc2021", "calo"], help="adc2021 (Particles) or calo (CaloRegions)")
-    synth.add_argument("--events", type=int, default=200_000, help="background events (split 50/25/25)")
-    synth.add_argument("--signal-events", type=int, default=None, help="events per signal file")
+    synth.add_argument("format", choices=["adc2021", "calo", "images"],
+                       help="adc2021 (Particles), calo (CaloRegions) or images (MVTec layout with defect masks)")
+    synth.add_argument("--events", type=int, default=None,
+                       help="background events (split 50/25/25; default 200000), or train/good images (default 200)")
+    synth.add_argument("--signal-events", type=int, default=None,
+                       help="events per signal file, or test images per class (default 50)")
+    synth.add_argument("--side", type=int, default=32, help="images: side in pixels")
     synth.add_argument("--out", required=True, help="output folder")
     _add_seed(synth)
     synth.set_defaults(run=_run_synth)
@@ -137,9 +141,25 @@ def _demo_parser(verbs):
 
 def _run_synth(a):
     from .api import synth_adc2021, synth_calo
+    if a.format == "images":
+        return _synth_images(a)
     make = synth_adc2021 if a.format == "adc2021" else synth_calo
-    paths = make(a.out, events=a.events, seed=a.seed, signal_events=a.signal_events)
+    events = 200_000 if a.events is None else a.events
+    paths = make(a.out, events=events, seed=a.seed, signal_events=a.signal_events)
     print(f"wrote {len(paths)} files to {a.out}")
+
+
+def _synth_images(a):
+    from .data.images import write_synthetic_image_folder
+    from .fileio import atomic_dir
+    n_train = 200 if a.events is None else a.events
+    n_test = 50 if a.signal_events is None else a.signal_events
+    if a.side < 8 or n_train < 2 or n_test < 1:
+        raise KDError(f"images need side >= 8, at least 2 train and 1 test image, got side {a.side}, "
+                      f"{n_train} and {n_test}")
+    with atomic_dir(a.out) as tmp:
+        write_synthetic_image_folder(tmp, side=a.side, n_train=n_train, n_test=n_test, seed=a.seed)
+    print(f"wrote an MVTec-layout folder to {a.out} ({n_train} train/good, {n_test} per test class, {a.side}x{a.side})")
 
 
 def _run_train_teacher(a):

@@ -144,8 +144,34 @@ def grouped_bars(path, values: Dict[str, Dict[str, float]], xlabel: str, ylabel:
     _save(fig, path, plt)
 
 
-def _save(fig, path, plt) -> None:
-    fig.tight_layout()
+def map_panels(path, rows: Sequence[tuple], title: str) -> None:
+    """One row per example `(label, image, mask, anomaly map)`: the image, the image with the mask's outline, and
+    the map on one colour scale shared by all rows."""
+    import numpy as np
+    plt = _pyplot()
+    top = max(float(np.max(m)) for *_, m in rows)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6.0, 1.9 * len(rows) + 0.6), squeeze=False,
+                             layout="constrained")
+    for ax, (label, image, mask, anomaly_map) in zip(axes, rows):
+        ax[0].imshow(image, cmap="gray", vmin=0, vmax=1)
+        ax[0].set_ylabel(label, fontsize=8)
+        ax[1].imshow(image, cmap="gray", vmin=0, vmax=1)
+        if mask.any():
+            ax[1].contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8)
+        shown = ax[2].imshow(anomaly_map, cmap="inferno", vmin=0, vmax=top)
+        for a in ax:
+            a.set_xticks([])
+            a.set_yticks([])
+    for a, name in zip(axes[0], ("image", "defect mask", "anomaly map")):
+        a.set_title(name, fontsize=9)
+    fig.colorbar(shown, ax=axes[:, 2].tolist(), shrink=0.6, label="anomaly map")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path, plt, tight=False)
+
+
+def _save(fig, path, plt, tight: bool = True) -> None:
+    if tight:
+        fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -55,6 +55,19 @@ def test_data_synth_writes_loadable_folders(fmt, expected, tmp_path, capsys):
     assert len(data.train) == 200 and data.signals and all(len(v) == 50 for v in data.signals.values())
 
 
+def test_data_synth_writes_an_image_folder_with_masks(tmp_path, capsys):
+    from kdcompress import load_dataset
+    from kdcompress.data.images import load_image_masks
+    out = tmp_path / "weave"
+    assert main(["data", "synth", "images", "--events", "20", "--signal-events", "3", "--side", "12", "--seed", "4",
+                 "--out", str(out)]) == 0
+    data, masks = load_dataset(out), load_image_masks(out)
+    assert data.image_shape == (12, 12) and len(data.train) + len(data.val) == 20
+    assert {k: v.shape for k, v in masks.items()} == {"good": (3, 144), "scratch": (3, 144), "spot": (3, 144)}
+    assert main(["data", "synth", "images", "--side", "4", "--out", str(tmp_path / "small")]) == 2
+    assert "images need side >= 8" in capsys.readouterr().err and not (tmp_path / "small").exists()
+
+
 def test_distill_flag_defaults_are_the_library_defaults():
     from kdcompress.cli import _distill_kwargs, _parser
     from kdcompress.distill import DistillConfig

@@ -1,6 +1,7 @@
 """Feature-level detectors (RD4AD, URD, DSKD): modules, losses, synthetic anomalies, training, backbone files,
 checkpoints and the recipes end to end."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -396,6 +397,65 @@ def test_image_folder_problems_are_named(tmp_path):
         load_image_folder(root)
 
 
+def test_masks_are_read_beside_their_images(tmp_path):
+    from kdcompress.data.images import load_image_folder, load_image_masks, write_synthetic_image_folder
+    root = write_synthetic_image_folder(tmp_path / "weave", side=20, n_train=4, n_test=5, seed=2)
+    data, masks = load_image_folder(root), load_image_masks(root)
+    assert sorted(masks) == ["good", "scratch", "spot"] and not masks["good"].any()
+    for defect, painted in (("scratch", 0.95), ("spot", 0.05)):
+        assert masks[defect].shape == data.signals[defect].shape and masks[defect].any(axis=1).all()
+        inside = data.signals[defect][masks[defect]]  # the painted pixels, exactly where the mask is
+        assert np.allclose(inside, round(painted * 255) / 255)
+    assert load_image_masks(root, side=10)["spot"].shape == (5, 100)
+    (root / "ground_truth" / "spot" / "001_mask.png").rename(root / "ground_truth" / "spot" / "001.png")
+    assert np.array_equal(load_image_masks(root)["spot"], masks["spot"])  # <name>.png is accepted too
+    shutil.rmtree(root / "ground_truth")
+    assert load_image_masks(root) is None  # image-level evaluation only
+
+
+def test_mask_problems_are_named(tmp_path):
+    from PIL import Image
+    from kdcompress.data.images import load_image_masks, write_synthetic_image_folder
+    root = write_synthetic_image_folder(tmp_path / "a", side=16, n_train=4, n_test=2)
+    (root / "ground_truth" / "spot" / "001_mask.png").unlink()
+    with pytest.raises(KDError, match="no mask for .*spot/001.png .*expected 001_mask.png"):
+        load_image_masks(root)
+    root = write_synthetic_image_folder(tmp_path / "b", side=16, n_train=4, n_test=2)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(root / "ground_truth" / "spot" / "000_mask.png")
+    with pytest.raises(KDError, match="must match"):
+        load_image_masks(root, side=16)
+    shutil.rmtree(root / "ground_truth" / "scratch")
+    with pytest.raises(KDError, match="no folder for the defect 'scratch'"):
+        load_image_masks(root)
+
+
+def test_anomaly_maps_give_the_scores_and_localise_defects(tmp_path):
+    from kdcompress.data.images import load_image_folder, load_image_masks, write_synthetic_image_folder
+    from kdcompress.pipelines.feature_kd import _localization, _score
+    root = write_synthetic_image_folder(tmp_path / "weave", side=SIDE, n_train=64, n_test=12, seed=0)
+    data = load_image_folder(root)
+    data.extra["masks"] = load_image_masks(root)
+    torch.manual_seed(0)
+    backbone = rv.pretrain_backbone(data.train, 8, 5, 32, 3e-3, np.random.default_rng(0), quiet=True,
+                                    pretext="inpaint")["backbone"]
+    model = rv.detector(data.n_features, "rd", backbone)
+    rv.train_rd(model, data.train, data.val, 8, 16, 5e-3, np.random.default_rng(0), quiet=True)
+    normal, scored, local = _score(model.eval(), data, tmp_path / "maps.png", "weave: RD4AD")
+    assert np.allclose(normal, rv.scores(model, data.test), rtol=1e-6)  # the largest map value is the score
+    assert np.allclose(scored["spot"], rv.scores(model, data.signals["spot"]), rtol=1e-6)
+    assert rv.anomaly_maps(model, data.test[:3]).shape == (3, SIDE, SIDE)
+    assert set(local["per_signal"]) == {"scratch", "spot"} and (tmp_path / "maps.png").stat().st_size > 0
+    # the maps point at the defects: against masks flipped left-right (wrong places) they score lower
+    maps = {"good": rv.anomaly_maps(model, data.test)}
+    maps.update({k: rv.anomaly_maps(model, v) for k, v in data.signals.items()})
+    flipped = {k: m.reshape(-1, SIDE, SIDE)[:, ::-1].reshape(len(m), -1) for k, m in data.extra["masks"].items()}
+    elsewhere = _localization(maps, flipped)
+    assert local["pixel_auroc"] > 0.7 and local["pixel_auroc"] > elsewhere["pixel_auroc"] + 0.05
+    assert local["pro"] > elsewhere["pro"] + 0.05
+    data.extra.pop("masks")
+    assert _score(model, data, tmp_path / "none.png", "x")[2] is None and not (tmp_path / "none.png").exists()
+
+
 def test_inpainting_pretext_learns_and_a_bad_pretext_is_named():
     torch.manual_seed(0)
     trained = rv.pretrain_backbone(_images(128, 2), 4, 4, 32, 3e-3, np.random.default_rng(0), quiet=True,
@@ -418,6 +478,9 @@ def test_pipeline_on_an_image_folder(tmp_path):
     assert set(results["detector_per_signal"]["dskd"]["weave"]) == {"scratch", "spot"}
     assert (out / "weave" / "dskd.pt").is_file() and (out / "weave" / "student_rd" / "student.json").is_file()
     assert results["student_macs"] > 0 and "AUROC per anomaly class" in markdown
+    local = results["localization"]["dskd"]["weave"]  # the synthetic folder has masks
+    assert 0 <= local["pixel_auroc"] <= 1 and set(local["per_signal"]) == {"scratch", "spot"}
+    assert "pixel AUROC" in markdown and (out / "weave" / "maps_rd.png").stat().st_size > 0
     assert not (out / "outliers.npz").exists()  # 28x28 outlier shapes are not used for 16x16 images
 
 

@@ -3,10 +3,12 @@
     ROOT/train/good/*.png           normal training images (10% held out as validation, seeded)
     ROOT/test/good/*.png            normal test images
     ROOT/test/<defect>/*.png        one anomaly class per folder (a signal named after the folder)
-    ROOT/ground_truth/<defect>/...  pixel masks: not read (image-level detection only)
+    ROOT/ground_truth/<defect>/     optional pixel masks: <name>_mask.png (or <name>.png) per test/<defect>/<name>
+                                    image, read by `load_image_masks` for pixel AUROC and PRO
 
 Images are converted to grayscale (PIL mode 'L') and, with `side`, resized to side x side (bilinear); without
-it every image must already be square and of one size. `write_synthetic_image_folder` writes a seeded folder
+it every image must already be square and of one size. Masks are resized by area (a pixel is defective when
+at least half of it is covered). `write_synthetic_image_folder` writes a seeded folder
 in this layout (textured surfaces with scratches and spots) for tests and demos.
 """
 from __future__ import annotations
@@ -31,15 +33,25 @@ def _image_files(folder: Path) -> List[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def _read(path: Path, side: Optional[int]) -> np.ndarray:
+def _read(path: Path, side: Optional[int], resample: str = "BILINEAR") -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as img:
             gray = img.convert("L")
             if side is not None and gray.size != (side, side):
-                gray = gray.resize((side, side), Image.BILINEAR)
+                gray = gray.resize((side, side), getattr(Image, resample))
             return np.asarray(gray, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise KDError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+            from None
+
+
+def _size(path: Path) -> tuple:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:  # reads the header only
+            return img.size
+    except (UnidentifiedImageError, OSError) as exc:
         raise KDError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
             from None
 
@@ -86,6 +98,43 @@ def load_image_folder(root, side: Optional[int] = None, seed: int = 0) -> Datase
                    extra={"category": root.name, "split_seed": seed}, image_shape=(edge, edge))
 
 
+# ---------------------------------------------------------------- pixel masks
+
+def _mask_file(folder: Path, image: Path) -> Path:
+    for name in (f"{image.stem}_mask", image.stem):
+        for suffix in sorted(SUFFIXES):
+            candidate = folder / f"{name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    raise KDError(f"no mask for {image} in {folder} (expected {image.stem}_mask.png)")
+
+
+def load_image_masks(root, side: Optional[int] = None) -> Optional[Dict[str, np.ndarray]]:
+    """Boolean pixel masks (N, side*side) per defect, aligned with the defect's test images; 'good' is all False.
+    None when the folder has no ground_truth/ (image-level evaluation only)."""
+    root = Path(root)
+    truth = root / "ground_truth"
+    if not truth.is_dir():
+        return None
+    masks: Dict[str, np.ndarray] = {}
+    for defect in sorted(p for p in (root / "test").iterdir() if p.is_dir() and p.name != "good"):
+        if not (truth / defect.name).is_dir():
+            raise KDError(f"{truth} has no folder for the defect {defect.name!r} (masks are read for every defect)")
+        images = _image_files(defect)
+        rows = []
+        for image in images:
+            mask_path = _mask_file(truth / defect.name, image)
+            if _size(mask_path) != _size(image):
+                raise KDError(f"mask {mask_path} is {_size(mask_path)}, its image {image} {_size(image)} (width, "
+                              f"height): they must match")
+            rows.append(_read(mask_path, side, resample="BOX").ravel() >= 0.5)
+        masks[defect.name] = np.stack(rows)
+    good = _image_files(root / "test" / "good")
+    width = next(iter(masks.values())).shape[1] if masks else 0
+    masks["good"] = np.zeros((len(good), width), dtype=bool)
+    return masks
+
+
 # ---------------------------------------------------------------- seeded synthetic folder
 
 def _surface(rng: np.random.Generator, side: int) -> np.ndarray:
@@ -97,7 +146,7 @@ def _surface(rng: np.random.Generator, side: int) -> np.ndarray:
     return np.clip(texture + rng.normal(0, 0.03, size=(side, side)), 0, 1)
 
 
-def _scratch(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def _scratch(rng: np.random.Generator, image: np.ndarray) -> tuple:
     side = image.shape[0]
     r, c = np.mgrid[0:side, 0:side].astype(np.float64)
     r0, c0 = rng.uniform(0.2 * side, 0.8 * side, size=2)
@@ -107,33 +156,37 @@ def _scratch(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     mask = (distance < 0.8) & (along < side * 0.3)
     out = image.copy()
     out[mask] = 0.95
-    return out
+    return out, mask
 
 
-def _spot(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def _spot(rng: np.random.Generator, image: np.ndarray) -> tuple:
     side = image.shape[0]
     r, c = np.mgrid[0:side, 0:side].astype(np.float64)
     r0, c0 = rng.uniform(0.25 * side, 0.75 * side, size=2)
     radius = rng.uniform(0.06, 0.12) * side
-    return np.where((r - r0) ** 2 + (c - c0) ** 2 < radius ** 2, 0.05, image)
+    mask = (r - r0) ** 2 + (c - c0) ** 2 < radius ** 2
+    return np.where(mask, 0.05, image), mask
 
 
 DEFECTS = {"scratch": _scratch, "spot": _spot}
 
 
 def write_synthetic_image_folder(root, side: int = 32, n_train: int = 200, n_test: int = 50, seed: int = 0) -> Path:
-    """Seeded MVTec-layout folder of PNG images: textured surfaces; test defects 'scratch' and 'spot'."""
+    """Seeded MVTec-layout folder of PNG images: textured surfaces; test defects 'scratch' and 'spot' with their
+    masks in ground_truth/<defect>/<name>_mask.png."""
     from PIL import Image
     root = Path(root)
     rng = np.random.default_rng(seed)
 
-    def save(folder: Path, images) -> None:
+    def save(folder: Path, images, suffix: str = "") -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):
-            Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(folder / f"{i:03d}.png")
+            Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(folder / f"{i:03d}{suffix}.png")
 
     save(root / "train" / "good", [_surface(rng, side) for _ in range(n_train)])
     save(root / "test" / "good", [_surface(rng, side) for _ in range(n_test)])
     for name, paint in DEFECTS.items():
-        save(root / "test" / name, [paint(rng, _surface(rng, side)) for _ in range(n_test)])
+        painted = [paint(rng, _surface(rng, side)) for _ in range(n_test)]
+        save(root / "test" / name, [image for image, _ in painted])
+        save(root / "ground_truth" / name, [mask.astype(np.float64) for _, mask in painted], suffix="_mask")
     return root

@@ -8,11 +8,12 @@ rd        The encoder stays fixed; bottleneck and decoder learn to restore its t
           (the paper writes the per-position mean, `pixel_cosine_loss`).
 urd       The expert is the fixed encoder; the teacher starts as its copy and is trained too. On each batch a
           copy with synthetic anomalies (mask m from thresholded smooth noise, filled with another image of
-          the batch, rotated, mixed with noise; the paper pastes texture photographs) is made. Teacher loss: pixel-wise 1 - cos(T(x), E(x)) (stay like
-          the expert on normal images) + L1 between 1 - cos(T(x~), E(x)) and m (move away exactly where the
-          anomaly is) + image-wide 1 - cos(T(x~), E(x~)). Student loss (decoder with guided injection, fed
-          by the teacher): image-wide cosine of S(x) and of S(x~) to both T(x) and E(x) (restore normal
-          features even from anomalous images).
+          the batch, rotated, mixed with noise; the paper pastes texture photographs) is made. Teacher loss:
+          pixel-wise 1 - cos(T(x), E(x)) (stay like the expert on normal images) + L1 between
+          1 - cos(T(x~), E(x)) and m (move away exactly where the anomaly is) + image-wide
+          1 - cos(T(x~), E(x~)). Student loss (decoder with guided injection, fed by the teacher): image-wide
+          cosine of S(x) and of S(x~) to both T(x) and E(x) (restore normal features even from anomalous
+          images).
 The last epoch is kept: no choice is made on anomaly labels.
 """
 from __future__ import annotations
@@ -256,13 +257,24 @@ def mean_score(model: FeatureKD, x: np.ndarray, batch: int = 512) -> float:
 
 @torch.no_grad()
 def scores(model: FeatureKD, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Image scores (N,), float64."""
+    return _evaluate(model, model, x, batch).astype(np.float64)
+
+
+def anomaly_maps(model: FeatureKD, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Smoothed anomaly maps (N, side, side), float32; the image score is their max (or mean)."""
+    return _evaluate(model, model.anomaly_map, x, batch).reshape(len(x), model.side, model.side)
+
+
+def _evaluate(model: FeatureKD, function, x: np.ndarray, batch: int) -> np.ndarray:
     was = model.training
     model.eval()
-    out = [model(torch.from_numpy(np.ascontiguousarray(x[s:s + batch], dtype=np.float32))).double().numpy()
-           for s in range(0, len(x), batch)]
+    with torch.no_grad():
+        out = [function(torch.from_numpy(np.ascontiguousarray(x[s:s + batch], dtype=np.float32))).numpy()
+               for s in range(0, len(x), batch)]
     if was:
         _train_mode(model)  # the fixed encoder stays in eval mode
-    return np.concatenate(out) if out else np.zeros(0)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 def run_epochs(step, model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: int, batch: int,

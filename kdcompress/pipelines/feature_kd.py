@@ -6,11 +6,13 @@ a second encoder). To deploy one on a small device, its image score is distilled
 
 Data: one-class MNIST (one run per normal digit, tested against as many other-digit test images) or an
 MVTec-layout folder (`images`: train/good, test/good, test/<defect>; image-level AUROC of test/good against every
-defect). Per run and method: the detector (AUROC), its checkpoint (<run>/<method>.pt, a teacher file) with a
-verified ONNX export, and the QKeras student distilled from it (AUROC, rank agreement with the detector, MACs). The encoder is the same for all
-methods: loaded from `backbone` (a state_dict path, with `backbone_sha256`) or pretrained here by rotation
-prediction on unlabelled images: `pool` (MNIST: every digit's training images, no labels, the role ImageNet
-plays for the papers; an image folder: its train/good images) or `normal` (each run's normal training images).
+defect; with ground_truth/<defect>/ masks also pixel AUROC and PRO of the detectors' anomaly maps, and a plot).
+Per run and method: the detector (AUROC), its checkpoint (<run>/<method>.pt, a teacher file) with a verified ONNX
+export, and the QKeras student distilled from it (AUROC, rank agreement with the detector, MACs). The encoder is
+the same for all methods: loaded from `backbone` (a state_dict path, with `backbone_sha256`) or pretrained here
+by rotation prediction on unlabelled images: `pool` (MNIST: every digit's training images, no labels, the role
+ImageNet plays for the papers; an image folder: its train/good images) or `normal` (each run's normal training
+images).
 """
 from __future__ import annotations
 
@@ -57,8 +59,8 @@ def feature_kd(out: Path, data: Optional[str] = None, images: Optional[str] = No
     else:
         datasets, pool, split = _mnist_datasets(out, data, side, digits, split_seed, quiet)
     _say(f"[feature-kd] {', '.join(datasets)}; methods {methods}", quiet)
-    settings = dict(width=width, backbone=backbone, pretext=pretext, backbone_epochs=backbone_epochs, epochs=epochs, batch=batch,
-                    lr=lr, teacher_lr=teacher_lr, reduce=reduce)
+    settings = dict(width=width, backbone=backbone, pretext=pretext, backbone_epochs=backbone_epochs,
+                    epochs=epochs, batch=batch, lr=lr, teacher_lr=teacher_lr, reduce=reduce)
     shared = given or _shared_backbone(out, backbone, pool, settings, seed, quiet)
     side_of = int(np.sqrt(next(iter(datasets.values())).n_features))
     compare = (compare_config(out, compare_student, compare_epochs, seed, side_of, mnist=images is None)
@@ -106,8 +108,11 @@ def _mnist_datasets(out: Path, data, side, digits, split_seed: int, quiet: bool)
 
 def _image_dataset(images, side, split_seed: int):
     """One dataset from an MVTec-layout folder; the pool is its own normal training images."""
-    from ..data.images import load_image_folder
+    from ..data.images import load_image_folder, load_image_masks
     dataset = load_image_folder(images, side=side, seed=split_seed)
+    masks = load_image_masks(images, side=side)
+    if masks is not None:
+        dataset.extra["masks"] = masks  # pixel AUROC and PRO of every detector
     return ({dataset.extra["category"]: dataset}, dataset.train,
             {"data": str(Path(images).resolve()), "protocol": "MVTec layout (10% of train/good held out)",
              "seed": split_seed})
@@ -203,10 +208,10 @@ def _run_method(method: str, encoder, data, folder: Path, name: str, s: dict, ex
     else:
         history = train_dskd(model, **common)
     model.eval()
-    normal = rv.scores(model, data.test)
-    scored = {k: rv.scores(model, v) for k, v in sorted(data.signals.items())}  # each image scored once
+    normal, scored, localization = _score(model, data, folder / f"maps_{method}.png", f"{_label(name)}: "
+                                          f"{METHOD_LABELS[method]}")
     checkpoint = _save(folder / f"{method}.pt", model, data, seed)
-    run = {"auroc": auroc(normal, np.concatenate(list(scored.values()))),
+    run = {"auroc": auroc(normal, np.concatenate(list(scored.values()))), "localization": localization,
            "auroc_per_signal": {k: auroc(normal, v) for k, v in scored.items()},
            "params": parameter_count(model),
            "macs": torch_macs(model, torch.zeros(1, data.n_features)), "checkpoint": checkpoint,
@@ -217,6 +222,54 @@ def _run_method(method: str, encoder, data, folder: Path, name: str, s: dict, ex
     _say(f"[feature-kd] {_label(name)}: {METHOD_LABELS[method]} AUROC {run['auroc']:.4f} ({run['seconds']:.0f} s)",
          quiet)
     return run
+
+
+def _score(model, data, plot: Path, title: str):
+    """Image scores of the normal test images and of each anomaly class (each image scored once); with pixel
+    masks, the scores come from the anomaly maps, which also give pixel AUROC and PRO (and a plot)."""
+    import torch
+    from ..distill import reverse as rv
+    masks = data.extra.get("masks")
+    if masks is None:
+        return rv.scores(model, data.test), {k: rv.scores(model, v) for k, v in sorted(data.signals.items())}, None
+    maps = {"good": rv.anomaly_maps(model, data.test)}
+    maps.update({k: rv.anomaly_maps(model, v) for k, v in sorted(data.signals.items())})
+    reduce = (lambda m: torch.from_numpy(m).flatten(1).amax(1)) if model.reduce == "max" else \
+        (lambda m: torch.from_numpy(m).flatten(1).mean(1))
+    scores = {k: reduce(v).double().numpy() for k, v in maps.items()}
+    _plot_maps(plot, data, maps, masks, title)
+    return scores.pop("good"), scores, _localization(maps, masks)
+
+
+def _localization(maps: Dict[str, np.ndarray], masks: Dict[str, np.ndarray]) -> dict:
+    """Pixel AUROC and PRO (FPR <= 0.3) over all test images, and per defect with the normal test images."""
+    from ..bench.localization import pixel_auroc, pro_auc
+
+    def measure(names) -> dict:
+        m = np.concatenate([maps[k] for k in names])
+        t = np.concatenate([masks[k] for k in names]).reshape(m.shape)
+        return {"pixel_auroc": _or_none(pixel_auroc, m, t), "pro": _or_none(pro_auc, m, t)}
+
+    defects = [k for k in maps if k != "good"]
+    return {**measure(list(maps)), "per_signal": {k: measure(["good", k]) for k in defects}}
+
+
+def _or_none(metric, maps, masks):
+    """A metric, or None when the masks have no defect pixel (e.g. logical anomalies)."""
+    try:
+        return metric(maps, masks)
+    except KDError:
+        return None
+
+
+def _plot_maps(path: Path, data, maps: dict, masks: dict, title: str, per_class: int = 2) -> None:
+    """The first `per_class` test images of each class (no selection by score): image, mask, anomaly map."""
+    from ..plots import map_panels
+    side = data.image_shape[0]
+    sources = {"good": data.test, **data.signals}
+    rows = [(f"{k} {i}", sources[k][i].reshape(side, side), masks[k][i].reshape(side, side), maps[k][i])
+            for k in maps for i in range(min(per_class, len(maps[k])))]
+    map_panels(path, rows, f"{title} anomaly maps")
 
 
 def _save(path: Path, model, data, seed: int) -> str:
@@ -259,6 +312,9 @@ def _results(runs: dict, methods, settings: dict, shared, split: dict, compare_s
                "checkpoints": {d: {m: r[m]["checkpoint"] for m in methods} for d, r in runs.items()},
                "exports": {d: {m: r[m]["exports"] for m in methods if r[m]["exports"]} for d, r in runs.items()},
                "backbone": _backbone_summary(shared), "data": split.pop("data"), "split": split}
+    local = {m: {d: r[m]["localization"] for d, r in runs.items() if r[m]["localization"]} for m in methods}
+    if any(local.values()):
+        results["localization"] = local
     if compare_student:
         results["student"] = {m: {d: r[m]["student"]["auroc"] for d, r in runs.items()} for m in methods}
         results["student_mean"] = {m: float(np.mean(list(v.values()))) for m, v in results["student"].items()}
@@ -295,7 +351,7 @@ def _markdown(results: dict) -> str:
         means = [results["mean"][m] for m in methods] + ([results["student_mean"][m] for m in methods]
                                                          if student else [])
         lines.append("| **mean** | " + " | ".join(f"**{v:.3f}**" for v in means) + " |")
-    lines += _per_signal_lines(results) + _size_lines(results)
+    lines += _per_signal_lines(results) + _localization_lines(results) + _size_lines(results)
     b = results["backbone"]
     final = ", ".join(f"{k} {v:.3f}" for k, v in b.get("final", {}).items())
     lines += ["", f"Encoder: {ENCODER_TEXT.get(b['source'], b['source'])}"
@@ -317,6 +373,20 @@ def _per_signal_lines(results: dict) -> list:
         lines.append(f"| {METHOD_LABELS[m]} | {name} | " + ", ".join(f"{k} {v:.3f}" for k, v in aurocs.items())
                      + " |")
     return lines
+
+
+def _localization_lines(results: dict) -> list:
+    rows = [(m, name, v) for m, by_name in results.get("localization", {}).items() for name, v in by_name.items()]
+    if not rows:
+        return []
+    text = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = ["", "## Localisation: pixel AUROC and PRO (FPR <= 0.3) of the detectors' anomaly maps", "",
+             "The QKeras students distil the image score only; localisation stays with the detectors.", "",
+             "| method | data | pixel AUROC | PRO | per defect (pixel AUROC / PRO) |", "|---|---|---|---|---|"]
+    for m, name, v in rows:
+        per = ", ".join(f"{k} {text(p['pixel_auroc'])} / {text(p['pro'])}" for k, p in v["per_signal"].items())
+        lines.append(f"| {METHOD_LABELS[m]} | {name} | {text(v['pixel_auroc'])} | {text(v['pro'])} | {per} |")
+    return lines + ["", "Anomaly maps of the first test images of each class: `<data>/maps_<method>.png`."]
 
 
 def _size_lines(results: dict) -> list:
