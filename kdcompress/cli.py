@@ -99,9 +99,10 @@ def _distill_parser(verbs):
     p.add_argument("--tail-factor", type=int, default=1, help="copies of each tail event (1 = off)")
     p.add_argument("--queries", default=None,
                    help="teacher-labelled queries off the data, NAME[:FRACTION],... of noise, mixup, box, "
-                        "marginals, inrange, uphill (up the teacher's score), objects, harder, pixel-noise, flips "
-                        "(images), outliers, or 'none' (default noise:0.5,mixup:0.5, plus objects:0.5,harder:0.5 "
-                        "for data with object groups such as ADC2021)")
+                        "marginals, inrange, uphill (up the teacher's score), objects, harder, pixel-noise, flips, "
+                        "patches (images), outliers, or 'none' (default noise:0.5,mixup:0.5, plus "
+                        "objects:0.5,harder:0.5 for data with object groups such as ADC2021; "
+                        "pixel-noise:1,patches:1 for image folders)")
     p.add_argument("--outliers", default=None, help="outlier-exposure data (.npz/.csv/.h5) for --queries outliers:F")
     p.add_argument("--min-queries", type=int, default=100_000,
                    help="at least this many training queries: small data sets get proportionally more")

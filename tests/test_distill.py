@@ -255,6 +255,19 @@ def test_default_queries_follow_the_layout(tiny_teacher, tabular_file, tmp_path)
     assert recorded == {"noise": 0.5, "mixup": 0.5}
 
 
+def test_image_folders_get_pixel_noise_and_patch_queries_by_default(tmp_path):
+    from kdcompress.api import train_teacher
+    from kdcompress.data.images import write_synthetic_image_folder
+    from kdcompress.distill.score_regression import default_queries
+    assert default_queries(None, "images") == {"pixel-noise": 1.0, "patches": 1.0}
+    root = write_synthetic_image_folder(tmp_path / "weave", side=12, n_train=40, n_test=4)
+    train_teacher(root, tmp_path / "t.pt", hidden=[16], latent=4, epochs=2, seed=0, quiet=True)
+    result = distill(tmp_path / "t.pt", root, tmp_path / "s", hidden=[4], epochs=1, seed=0, quiet=True,
+                     min_queries=100)
+    recorded = json.loads((tmp_path / "s" / "student.json").read_text())["config"]["queries"]
+    assert recorded == {"pixel-noise": 1.0, "patches": 1.0} and set(result["student"]) == {"scratch", "spot"}
+
+
 def test_repair_keeps_template_pattern():
     layout = {"objects": 2, "per_object": 3}
     template = np.array([[5.0, 1.0, 0.5, 0.0, 0.0, 0.0]])
@@ -385,6 +398,23 @@ def test_flips_are_symmetries_of_normal_images_seeded():
     q = make_queries(wide.reshape(30, 10), {"flips": 2.0}, np.random.default_rng(1), image_shape=(2, 5))
     known = _symmetries_of(wide, IMAGE_SYMMETRIES[:3])
     assert {known.get(row.reshape(1, 2, 5).tobytes()) for row in q} == {0, 1, 2}
+
+
+def test_patches_change_one_local_region_of_a_normal_image_seeded():
+    from kdcompress.distill.queries import patches
+    rng = np.random.default_rng(0)
+    x = (0.2 + 0.6 * rng.random((40, 24 * 20))).astype(np.float32)
+    q = make_queries(x, {"patches": 2.0}, np.random.default_rng(1), image_shape=(24, 20))
+    assert q.shape == (80, 480) and q.dtype == np.float32
+    assert np.array_equal(q, make_queries(x, {"patches": 2.0}, np.random.default_rng(1), image_shape=(24, 20)))
+    assert not np.array_equal(q, make_queries(x, {"patches": 2.0}, np.random.default_rng(2), image_shape=(24, 20)))
+    q, templates = patches(x, 200, np.random.default_rng(3), image_shape=(24, 20))
+    assert all(any(np.array_equal(t, row) for row in x) for t in templates[:10])  # each starts from a normal image
+    changed = (np.abs(q - templates) > 1e-6).mean(axis=1)
+    assert 0 < changed.min() and changed.max() <= 0.25 and 0.02 < np.median(changed) < 0.2  # local, not global
+    assert x.min() <= q.min() and q.max() <= x.max()  # fills stay in the data's range
+    with pytest.raises(KDError, match="'patches' needs image data"):
+        make_queries(x, {"patches": 1.0}, np.random.default_rng(0))
 
 
 def test_flips_need_images(tiny_teacher, tabular_file, tmp_path):

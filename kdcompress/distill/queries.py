@@ -192,6 +192,56 @@ def flips(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Optional
     return q.reshape(n, -1), x[pick]
 
 
+@QUERIES.register("patches")
+def patches(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Optional[tuple] = None) -> np.ndarray:
+    """Local defects pasted on normal images (as in DRAEM or CutPaste): a blob mask from thresholded smooth noise
+    (2-20% of the image) filled, blended by 0.3-1, with one of: another normal image flipped or turned, uniform
+    noise, a constant in the data's range, or the image itself brightened or darkened. Defects on inspected
+    surfaces are local; these teach the student how the teacher scores them, without any anomaly example."""
+    if not image_shape:
+        raise KDError("query strategy 'patches' needs image data: an .npz whose X has shape (rows, height, width)")
+    height, width = image_shape
+    lo, hi = float(x.min()), float(x.max())
+    pick = rng.integers(0, len(x), n)
+    images = x[pick].reshape(n, height, width).astype(np.float64)
+    donors = x[rng.integers(0, len(x), n)].reshape(n, height, width)
+    q = np.empty_like(images)
+    for i in range(n):
+        mask = _blob_mask(rng, height, width)
+        fill = _patch_fill(rng, images[i], donors[i], lo, hi)
+        blend = rng.uniform(0.3, 1.0) * mask
+        q[i] = images[i] * (1 - blend) + fill * blend
+    return q.reshape(n, -1), x[pick]
+
+
+def _blob_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    field = smooth_field(rng, height, width, int(rng.integers(3, 9)))
+    return (field > np.quantile(field, rng.uniform(0.80, 0.98))).astype(np.float64)
+
+
+def _patch_fill(rng: np.random.Generator, image: np.ndarray, donor: np.ndarray, lo: float, hi: float):
+    kind = int(rng.integers(0, 4))
+    if kind == 0:
+        turns = [b for b in IMAGE_SYMMETRIES if image.shape[0] == image.shape[1]] or list(IMAGE_SYMMETRIES[:3])
+        return turns[int(rng.integers(0, len(turns)))](donor[None])[0]
+    if kind == 1:
+        return rng.uniform(lo, hi, size=image.shape)
+    if kind == 2:
+        return np.full(image.shape, rng.uniform(lo, hi))
+    return np.clip(image + rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.5) * (hi - lo), lo, hi)
+
+
+def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+    """Uniform noise on a (cells+1)^2 grid, bilinearly interpolated to height x width."""
+    grid = rng.random((cells + 1, cells + 1))
+    r, c = np.linspace(0, cells, height), np.linspace(0, cells, width)
+    r0, c0 = np.minimum(r.astype(int), cells - 1), np.minimum(c.astype(int), cells - 1)
+    dr, dc = (r - r0)[:, None], (c - c0)[None, :]
+    top = grid[r0][:, c0] * (1 - dc) + grid[r0][:, c0 + 1] * dc
+    bottom = grid[r0 + 1][:, c0] * (1 - dc) + grid[r0 + 1][:, c0 + 1] * dc
+    return top * (1 - dr) + bottom * dr
+
+
 IMAGE_SYMMETRIES = (  # batches (n, h, w); the first three keep a rectangle's shape
     lambda b: b[:, :, ::-1], lambda b: b[:, ::-1, :], lambda b: b[:, ::-1, ::-1],
     lambda b: np.rot90(b, 1, (1, 2)), lambda b: np.rot90(b, 3, (1, 2)),
@@ -200,12 +250,12 @@ IMAGE_SYMMETRIES = (  # batches (n, h, w); the first three keep a rectangle's sh
 
 # Drawn outside the registry: from a user-given data set, or with the teacher's gradient.
 UNREGISTERED_STRATEGIES = ("outliers", "uphill")
-# Outliers are real data, pixel noise lights every pixel, flips move ink onto pixels the normal images may
-# never light and `objects` fills slots the normal data may never fill, by design: their features are never
+# Outliers are real data, pixel noise lights every pixel, flips and patches move ink onto pixels the normal
+# images may never light and `objects` fills slots the normal data may never fill, by design: their features are never
 # reset, even those constant in the normal data.
-KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects", "flips")
+KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects", "flips", "patches")
 NEEDS_LAYOUT = ("objects", "harder")
-NEEDS_IMAGE_SHAPE = ("flips",)
+NEEDS_IMAGE_SHAPE = ("flips", "patches")
 
 
 def make_queries(x: np.ndarray, strategies: Dict[str, float], rng: np.random.Generator,

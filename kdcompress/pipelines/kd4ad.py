@@ -22,7 +22,7 @@ from ..errors import KDError
 PAPER_AUROC = {"teacher": 0.948, "A": 0.936, "B": 0.935, "C": 0.918, "D": 0.882, "E": 0.869, "F": 0.784,
                "G": 0.818}  # mean over digits, baseline MNIST (no exposure)
 PAPER_TEACHER_PARAMS = 19_000
-EXPOSURES = {"noise": "pixel-noise", "outliers": "outliers"}  # recipe name -> query strategy
+EXPOSURES = {"noise": "pixel-noise", "outliers": "outliers", "patches": "patches"}  # recipe name -> query strategy
 KD4AD_MIN_QUERIES = 20_000  # images through a CNN: the tabular floor (100k) would cost 5x the time
 ALL_DIGITS = tuple(range(10))
 ALL_STUDENTS = tuple("ABCDEFG")
