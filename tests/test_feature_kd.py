@@ -452,6 +452,9 @@ def test_anomaly_maps_give_the_scores_and_localise_defects(tmp_path):
     elsewhere = _localization(maps, flipped)
     assert local["pixel_auroc"] > 0.7 and local["pixel_auroc"] > elsewhere["pixel_auroc"] + 0.05
     assert local["pro"] > elsewhere["pro"] + 0.05
+    logical = _localization(maps, {**data.extra["masks"], "spot": np.zeros_like(data.extra["masks"]["spot"])})
+    assert logical["per_signal"]["spot"] == {"pixel_auroc": None, "pro": None}  # no defect pixel: not scored
+    assert logical["pixel_auroc"] is not None and logical["per_signal"]["scratch"] == local["per_signal"]["scratch"]
     data.extra.pop("masks")
     assert _score(model, data, tmp_path / "none.png", "x")[2] is None and not (tmp_path / "none.png").exists()
 

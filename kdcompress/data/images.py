@@ -124,9 +124,10 @@ def load_image_masks(root, side: Optional[int] = None) -> Optional[Dict[str, np.
         rows = []
         for image in images:
             mask_path = _mask_file(truth / defect.name, image)
-            if _size(mask_path) != _size(image):
-                raise KDError(f"mask {mask_path} is {_size(mask_path)}, its image {image} {_size(image)} (width, "
-                              f"height): they must match")
+            mask_size, image_size = _size(mask_path), _size(image)
+            if mask_size != image_size:
+                raise KDError(f"mask {mask_path} is {mask_size}, its image {image} {image_size} (width, height): "
+                              f"they must match")
             rows.append(_read(mask_path, side, resample="BOX").ravel() >= 0.5)
         masks[defect.name] = np.stack(rows)
     good = _image_files(root / "test" / "good")

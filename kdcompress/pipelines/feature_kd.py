@@ -248,18 +248,12 @@ def _localization(maps: Dict[str, np.ndarray], masks: Dict[str, np.ndarray]) -> 
     def measure(names) -> dict:
         m = np.concatenate([maps[k] for k in names])
         t = np.concatenate([masks[k] for k in names]).reshape(m.shape)
-        return {"pixel_auroc": _or_none(pixel_auroc, m, t), "pro": _or_none(pro_auc, m, t)}
+        if not t.any():  # no defect pixel in these masks (e.g. logical anomalies): nothing to localise
+            return {"pixel_auroc": None, "pro": None}
+        return {"pixel_auroc": pixel_auroc(m, t), "pro": pro_auc(m, t)}
 
     defects = [k for k in maps if k != "good"]
     return {**measure(list(maps)), "per_signal": {k: measure(["good", k]) for k in defects}}
-
-
-def _or_none(metric, maps, masks):
-    """A metric, or None when the masks have no defect pixel (e.g. logical anomalies)."""
-    try:
-        return metric(maps, masks)
-    except KDError:
-        return None
 
 
 def _plot_maps(path: Path, data, maps: dict, masks: dict, title: str, per_class: int = 2) -> None:
