@@ -55,6 +55,22 @@ def test_probe_set_is_fixed_and_broad(tabular_file):
     assert a.points[a.n_normal:].std() > data.val.std()
 
 
+def test_surface_images_get_patch_probes_and_candidates(tabular_file, tmp_path):
+    from kdcompress.data.images import write_synthetic_image_folder
+    from kdcompress.distill.fidelity import data_probe
+    folder = load_dataset(write_synthetic_image_folder(tmp_path / "weave", side=12, n_train=40, n_test=2))
+    plain, surface = probe_set(folder.val, None), data_probe(folder)
+    assert np.array_equal(surface.points, data_probe(folder).points) and surface.n_normal == plain.n_normal
+    extra = surface.points[len(plain.points):]  # pixel noise, then patches: local changes of normal images
+    assert len(extra) == int(round(0.75 * (len(plain.points) - plain.n_normal)))
+    changed = (np.abs(extra[-100:, None, :] - folder.val[None]) > 1e-6).mean(axis=2).min(axis=1)
+    assert np.median(changed) < 0.25  # each patch probe differs from some validation image in few pixels
+    tabular = load_dataset(tabular_file)
+    assert np.array_equal(data_probe(tabular).points, probe_set(tabular.val, None).points)
+    assert "pixel-noise+patches" in auto.strategies_for(None, "images")
+    assert "pixel-noise+patches" not in auto.strategies_for(None, "tabular")
+
+
 @pytest.fixture
 def small_search(monkeypatch):
     monkeypatch.setattr(auto, "STRATEGIES", {"none": {}, "noise": {"noise": 1.0}})

@@ -19,7 +19,7 @@ from ..evaluate import score_sets, student_size, summarise_scores, teacher_size
 from ..progress import EpochProgress
 from ..teachers import Teacher
 from . import pruning
-from .fidelity import Probe, fidelity_of, fidelity_rank, probe_set
+from .fidelity import Probe, data_probe, fidelity_of, fidelity_rank
 from .queries import has_object_groups
 from .score_regression import MAX_SPARSITY, DistillConfig, distill, fit_student
 
@@ -37,6 +37,8 @@ OBJECT_STRATEGIES: Dict[str, Dict[str, float]] = {
     "broad+objects+harder": {"noise": 0.4, "mixup": 0.3, "box": 0.15, "marginals": 0.15, "objects": 0.5,
                              "harder": 0.5},
 }
+# Tried too on image folders of inspected surfaces (kind 'images'): their default, pixel noise and local patches.
+SURFACE_STRATEGIES: Dict[str, Dict[str, float]] = {"pixel-noise+patches": {"pixel-noise": 1.0, "patches": 1.0}}
 HEADS = ("mlp", "energy")
 ACTIVE = ("sampled", "ascent")  # tried on the best setting: disagreement-driven rounds on top of its queries
 ACTIVE_ROUNDS = 2
@@ -58,7 +60,7 @@ def auto_distill(teacher: Teacher, data: Dataset, out, base: DistillConfig, budg
                  budget_bops: Optional[int] = None, quiet: bool = False) -> dict:
     """Search, pick by fidelity, retrain the winner on all data and write it like `distill`."""
     budget = _budget(teacher, budget_macs, budget_bops)
-    search = Search(teacher, _subsample(data, base.seed), probe_set(data.val, data.layout), base,
+    search = Search(teacher, _subsample(data, base.seed), data_probe(data), base,
                     EpochProgress("auto", 1, quiet))
     trials = _search(search, budget)
     best = _best(trials)
@@ -115,7 +117,8 @@ def _search(search: Search, budget: dict) -> List[dict]:
     widths = {head: _widths_within(search.data.n_features, head, search.base, budget) for head in HEADS}
     if not any(widths.values()):
         raise KDError(f"no student fits the budget {budget}; the smallest is {WIDTHS[0]}")
-    first = [(strategy, head) for strategy in strategies_for(search.data.layout) for head in HEADS if widths[head]]
+    candidates = strategies_for(search.data.layout, search.data.kind)
+    first = [(strategy, head) for strategy in candidates for head in HEADS if widths[head]]
     search.planned = len(first) + 2 + len(ACTIVE) + PRUNED_MAX_STRATEGIES * len(PRUNED_WIDENING)
     search.log.note(f"searching up to {search.planned} settings, each a student trained on "
                     f"{len(search.data.train):,} events (labels never read)")
@@ -132,8 +135,9 @@ def _search(search: Search, budget: dict) -> List[dict]:
     return trials + _pruned_trials(search, best, strategies, budget)
 
 
-def strategies_for(layout: Optional[dict]) -> Dict[str, Dict[str, float]]:
-    return {**STRATEGIES, **(OBJECT_STRATEGIES if has_object_groups(layout) else {})}
+def strategies_for(layout: Optional[dict], kind: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+    return {**STRATEGIES, **(OBJECT_STRATEGIES if has_object_groups(layout) else {}),
+            **(SURFACE_STRATEGIES if kind == "images" else {})}
 
 
 def _best(trials: List[dict]) -> dict:
@@ -215,7 +219,7 @@ def _subsample(data: Dataset, seed: int) -> Dataset:
 
 
 def _config_for(base: DistillConfig, queries, head: str, hidden: Sequence[int], **changes) -> DistillConfig:
-    q = {**STRATEGIES, **OBJECT_STRATEGIES}[queries] if isinstance(queries, str) else queries
+    q = {**STRATEGIES, **OBJECT_STRATEGIES, **SURFACE_STRATEGIES}[queries] if isinstance(queries, str) else queries
     return dataclasses.replace(base, student=head, hidden=tuple(hidden), queries=dict(q), **changes)
 
 

@@ -18,6 +18,7 @@ from .queries import make_queries, plus_physics
 
 PROBE_STRATEGIES = {"noise": 0.5, "mixup": 0.25, "box": 0.125, "marginals": 0.125}
 PROBE_PHYSICS = 0.25  # fraction of `objects` and of `harder` probes where the layout has object groups
+PROBE_SURFACE = {"pixel-noise": 0.25, "patches": 0.5}  # added for image folders of inspected surfaces
 PROBE_SEED = 20231  # fixed: the probe set must not depend on the training seed
 MAX_PROBE_BASE = 20_000
 MIN_PROBE_QUERIES = 10_000  # so that the top 0.1% holds at least 10 points even for small data sets
@@ -29,14 +30,24 @@ class Probe:
     n_normal: int
 
 
-def probe_set(val: np.ndarray, layout: Optional[dict]) -> Probe:
-    """Held-out points for fidelity: validation events and as many broad queries around them."""
+def probe_set(val: np.ndarray, layout: Optional[dict], surface_shape: Optional[tuple] = None) -> Probe:
+    """Held-out points for fidelity: validation events and as many broad queries around them; for images of
+    inspected surfaces (`surface_shape` (height, width): MVTec-layout folders) also pixel noise and local
+    patches, where their defects lie."""
     rng = np.random.default_rng(PROBE_SEED)
     base = val[rng.permutation(len(val))[:MAX_PROBE_BASE]]
     factor = max(1.0, MIN_PROBE_QUERIES / max(1, len(base)))
     mix = plus_physics(PROBE_STRATEGIES, PROBE_PHYSICS, layout)
+    if surface_shape:
+        mix.update(PROBE_SURFACE)
     strategies = {name: fraction * factor for name, fraction in mix.items()}
-    return Probe(np.concatenate([base, make_queries(base, strategies, rng, layout)]), len(base))
+    return Probe(np.concatenate([base, make_queries(base, strategies, rng, layout, image_shape=surface_shape)]),
+                 len(base))
+
+
+def data_probe(data) -> Probe:
+    """The probe set for a Dataset: surface probes for MVTec-layout image folders (kind 'images')."""
+    return probe_set(data.val, data.layout, data.image_shape if data.kind == "images" else None)
 
 
 def fidelity(teacher_scores: np.ndarray, student_scores: np.ndarray, n_normal: Optional[int] = None) -> dict:

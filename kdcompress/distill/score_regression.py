@@ -21,7 +21,7 @@ from ..students import Student, save_student
 from ..teachers import Teacher
 from . import pruning
 from .active import ACTIVE_METHODS, disagreement_queries, gap_gradient, teacher_gradient
-from .fidelity import fidelity, probe_set, teacher_memorisation
+from .fidelity import data_probe, fidelity, teacher_memorisation
 from .queries import load_outliers, make_queries, plus_physics
 from .sampling import inverse_density_weights, tail_indices
 from .targets import TARGETS
@@ -106,7 +106,7 @@ def distill(teacher: Teacher, data: Dataset, out, config: Optional[DistillConfig
     config = config or DistillConfig()
     student, history = fit_student(teacher, data, config, quiet)
     result = evaluate_pair(teacher, student, data)
-    probe = probe_set(data.val, data.layout)
+    probe = data_probe(data)
     on_probe = teacher.score(probe.points), student.score(probe.points)
     result["fidelity"] = fidelity(*on_probe, probe.n_normal)
     result["teacher_memorisation"] = teacher_memorisation(teacher.score, data.train, data.val)
