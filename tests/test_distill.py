@@ -6,6 +6,7 @@ import torch
 
 from kdcompress import KDError, load_dataset
 from kdcompress.api import distill
+from kdcompress.data.images import DEFECTS
 from kdcompress.distill.queries import IMAGE_SYMMETRIES, make_queries, parse_queries, repair_structure
 from kdcompress.distill.sampling import inverse_density_weights, tail_indices
 from kdcompress.students import load_student
@@ -265,7 +266,7 @@ def test_image_folders_get_pixel_noise_and_patch_queries_by_default(tmp_path):
     result = distill(tmp_path / "t.pt", root, tmp_path / "s", hidden=[4], epochs=1, seed=0, quiet=True,
                      min_queries=100)
     recorded = json.loads((tmp_path / "s" / "student.json").read_text())["config"]["queries"]
-    assert recorded == {"pixel-noise": 1.0, "patches": 1.0} and set(result["student"]) == {"scratch", "spot"}
+    assert recorded == {"pixel-noise": 1.0, "patches": 1.0} and set(result["student"]) == set(DEFECTS)
 
 
 def test_repair_keeps_template_pattern():

@@ -10,6 +10,7 @@ import torch
 
 from image_helpers import bar_images, same, state
 from kdcompress import KDError
+from kdcompress.data.images import DEFECTS
 from kdcompress.distill import reverse as rv
 from kdcompress.distill.dual_student import train_dskd
 from kdcompress.teachers.feature_kd import (FeatureKD, ConvBackbone, discrepancy, gaussian_kernel, stage_sizes)
@@ -365,11 +366,13 @@ def test_image_folder_is_read_in_the_mvtec_layout(tmp_path):
     data = load_image_folder(root, seed=0)
     assert data.kind == "images" and data.image_shape == (20, 20) and data.n_features == 400
     assert len(data.train) == 27 and len(data.val) == 3 and len(data.test) == 6
-    assert sorted(data.signals) == ["scratch", "spot"] and all(len(v) == 6 for v in data.signals.values())
+    assert sorted(data.signals) == sorted(DEFECTS) and all(len(v) == 6 for v in data.signals.values())
     assert 0 <= data.train.min() and data.train.max() <= 1
     assert not np.array_equal(load_image_folder(root, seed=1).val, data.val)  # the held-out part follows the seed
     assert load_image_folder(root, side=12).n_features == 144
     assert load_dataset(str(root)).fingerprint() == data.fingerprint()  # `kdcompress distill --data FOLDER`
+    with pytest.raises(KDError, match="defects must be among"):
+        write_synthetic_image_folder(tmp_path / "bad", side=20, n_train=4, n_test=1, defects=("crack",))
     again = write_synthetic_image_folder(tmp_path / "again", side=20, n_train=30, n_test=6, seed=1)
     assert load_image_folder(again).fingerprint() == data.fingerprint()
 
@@ -389,7 +392,7 @@ def test_image_folder_problems_are_named(tmp_path):
         load_image_folder(root)
     assert load_image_folder(root, side=16).n_features == 256  # resizing fixes it
     root = write_synthetic_image_folder(tmp_path / "c", side=16, n_train=4, n_test=2)
-    for defect in ("scratch", "spot"):
+    for defect in DEFECTS:
         for f in (root / "test" / defect).iterdir():
             f.unlink()
         (root / "test" / defect).rmdir()
@@ -401,7 +404,7 @@ def test_masks_are_read_beside_their_images(tmp_path):
     from kdcompress.data.images import load_image_folder, load_image_masks, write_synthetic_image_folder
     root = write_synthetic_image_folder(tmp_path / "weave", side=20, n_train=4, n_test=5, seed=2)
     data, masks = load_image_folder(root), load_image_masks(root)
-    assert sorted(masks) == ["good", "scratch", "spot"] and not masks["good"].any()
+    assert sorted(masks) == sorted(["good", *DEFECTS]) and not masks["good"].any()
     for defect, painted in (("scratch", 0.95), ("spot", 0.05)):
         assert masks[defect].shape == data.signals[defect].shape and masks[defect].any(axis=1).all()
         inside = data.signals[defect][masks[defect]]  # the painted pixels, exactly where the mask is
@@ -432,7 +435,8 @@ def test_mask_problems_are_named(tmp_path):
 def test_anomaly_maps_give_the_scores_and_localise_defects(tmp_path):
     from kdcompress.data.images import load_image_folder, load_image_masks, write_synthetic_image_folder
     from kdcompress.pipelines.feature_kd import _localization, _score
-    root = write_synthetic_image_folder(tmp_path / "weave", side=SIDE, n_train=64, n_test=12, seed=0)
+    root = write_synthetic_image_folder(tmp_path / "weave", side=SIDE, n_train=64, n_test=12, seed=0,
+                                        defects=("scratch", "spot"))  # the clear ones: a test of the maps
     data = load_image_folder(root)
     data.extra["masks"] = load_image_masks(root)
     torch.manual_seed(0)
@@ -478,11 +482,11 @@ def test_pipeline_on_an_image_folder(tmp_path):
                                                        "methods=[rd, dskd]"], out=tmp_path / "run", quiet=True)
     results = json.loads((out / "results.json").read_text())
     assert set(results["detector"]["rd"]) == {"weave"} and results["backbone"]["pretext"] == "inpaint"
-    assert set(results["detector_per_signal"]["dskd"]["weave"]) == {"scratch", "spot"}
+    assert set(results["detector_per_signal"]["dskd"]["weave"]) == set(DEFECTS)
     assert (out / "weave" / "dskd.pt").is_file() and (out / "weave" / "student_rd" / "student.json").is_file()
     assert results["student_macs"] > 0 and "AUROC per anomaly class" in markdown
     local = results["localization"]["dskd"]["weave"]  # the synthetic folder has masks
-    assert 0 <= local["pixel_auroc"] <= 1 and set(local["per_signal"]) == {"scratch", "spot"}
+    assert 0 <= local["pixel_auroc"] <= 1 and set(local["per_signal"]) == set(DEFECTS)
     assert "pixel AUROC" in markdown and (out / "weave" / "maps_rd.png").stat().st_size > 0
     assert not (out / "outliers.npz").exists()  # 28x28 outlier shapes are not used for 16x16 images
 

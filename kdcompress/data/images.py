@@ -9,7 +9,7 @@
 Images are converted to grayscale (PIL mode 'L') and, with `side`, resized to side x side (bilinear); without
 it every image must already be square and of one size. Masks are resized by area (a pixel is defective when
 at least half of it is covered). `write_synthetic_image_folder` writes a seeded folder
-in this layout (textured surfaces with scratches and spots) for tests and demos.
+in this layout (textured surfaces with scratches, spots, warped patches and faint stains) for tests and demos.
 """
 from __future__ import annotations
 
@@ -169,12 +169,38 @@ def _spot(rng: np.random.Generator, image: np.ndarray) -> tuple:
     return np.where(mask, 0.05, image), mask
 
 
-DEFECTS = {"scratch": _scratch, "spot": _spot}
+def _ellipse(rng: np.random.Generator, side: int, low: float, high: float) -> tuple:
+    """Row and column grids, and the normalised squared distance to a random ellipse (< 1 inside)."""
+    r, c = np.mgrid[0:side, 0:side].astype(np.float64)
+    r0, c0 = rng.uniform(0.25 * side, 0.75 * side, size=2)
+    ar, ac = rng.uniform(low, high, size=2) * side
+    return ((r - r0) / ar) ** 2 + ((c - c0) / ac) ** 2
 
 
-def write_synthetic_image_folder(root, side: int = 32, n_train: int = 200, n_test: int = 50, seed: int = 0) -> Path:
-    """Seeded MVTec-layout folder of PNG images: textured surfaces; test defects 'scratch' and 'spot' with their
-    masks in ground_truth/<defect>/<name>_mask.png."""
+def _warp(rng: np.random.Generator, image: np.ndarray) -> tuple:
+    """A patch of the weave shifted by half a period along the rows: its own values, wrong structure."""
+    side = image.shape[0]
+    mask = _ellipse(rng, side, 0.10, 0.18) < 1
+    shifted = np.roll(image, max(1, int(round(side / 8))), axis=0)
+    return np.where(mask, shifted, image), mask
+
+
+def _stain(rng: np.random.Generator, image: np.ndarray) -> tuple:
+    """A faint soft-edged stain (+-0.10 to 0.15 at its centre), mostly inside the normal intensity range."""
+    side = image.shape[0]
+    blob = np.exp(-0.5 * _ellipse(rng, side, 0.06, 0.12))
+    amplitude = rng.choice([-1.0, 1.0]) * rng.uniform(0.10, 0.15)
+    return np.clip(image + amplitude * blob, 0, 1), blob > 0.5
+
+
+# scratch and spot lie outside the weave's intensities (easy for any detector); warp and stain do not
+DEFECTS = {"scratch": _scratch, "spot": _spot, "warp": _warp, "stain": _stain}
+
+
+def write_synthetic_image_folder(root, side: int = 32, n_train: int = 200, n_test: int = 50, seed: int = 0,
+                                 defects=tuple(DEFECTS)) -> Path:
+    """Seeded MVTec-layout folder of PNG images: textured surfaces; test `defects` (of 'scratch', 'spot', 'warp'
+    and 'stain') with their masks in ground_truth/<defect>/<name>_mask.png."""
     from PIL import Image
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -186,7 +212,10 @@ def write_synthetic_image_folder(root, side: int = 32, n_train: int = 200, n_tes
 
     save(root / "train" / "good", [_surface(rng, side) for _ in range(n_train)])
     save(root / "test" / "good", [_surface(rng, side) for _ in range(n_test)])
-    for name, paint in DEFECTS.items():
+    unknown = sorted(set(defects) - set(DEFECTS))
+    if unknown or not defects:
+        raise KDError(f"defects must be among {', '.join(DEFECTS)}, got {list(defects)}")
+    for name, paint in ((k, v) for k, v in DEFECTS.items() if k in defects):
         painted = [paint(rng, _surface(rng, side)) for _ in range(n_test)]
         save(root / "test" / name, [image for image, _ in painted])
         save(root / "ground_truth" / name, [mask.astype(np.float64) for _, mask in painted], suffix="_mask")
