@@ -155,9 +155,6 @@ def _synth_images(a):
     from .fileio import atomic_dir
     n_train = 200 if a.events is None else a.events
     n_test = 50 if a.signal_events is None else a.signal_events
-    if a.side < 8 or n_train < 2 or n_test < 1:
-        raise KDError(f"images need side >= 8, at least 2 train and 1 test image, got side {a.side}, "
-                      f"{n_train} and {n_test}")
     with atomic_dir(a.out) as tmp:
         write_synthetic_image_folder(tmp, side=a.side, n_train=n_train, n_test=n_test, seed=a.seed)
     print(f"wrote an MVTec-layout folder to {a.out} ({n_train} train/good, {n_test} per test class, {a.side}x{a.side})")

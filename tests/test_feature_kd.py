@@ -373,6 +373,7 @@ def test_image_folder_is_read_in_the_mvtec_layout(tmp_path):
     assert load_dataset(str(root)).fingerprint() == data.fingerprint()  # `kdcompress distill --data FOLDER`
     with pytest.raises(KDError, match="defects must be among"):
         write_synthetic_image_folder(tmp_path / "bad", side=20, n_train=4, n_test=1, defects=("crack",))
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
     again = write_synthetic_image_folder(tmp_path / "again", side=20, n_train=30, n_test=6, seed=1)
     assert load_image_folder(again).fingerprint() == data.fingerprint()
 

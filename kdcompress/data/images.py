@@ -202,6 +202,12 @@ def write_synthetic_image_folder(root, side: int = 32, n_train: int = 200, n_tes
     """Seeded MVTec-layout folder of PNG images: textured surfaces; test `defects` (of 'scratch', 'spot', 'warp'
     and 'stain') with their masks in ground_truth/<defect>/<name>_mask.png."""
     from PIL import Image
+    unknown = sorted(set(defects) - set(DEFECTS))
+    if unknown or not defects:
+        raise KDError(f"defects must be among {', '.join(DEFECTS)}, got {list(defects)}")
+    if side < 8 or n_train < 2 or n_test < 1:
+        raise KDError(f"images need side >= 8, at least 2 train and 1 test image, got side {side}, {n_train} "
+                      f"and {n_test}")
     root = Path(root)
     rng = np.random.default_rng(seed)
 
@@ -212,9 +218,6 @@ def write_synthetic_image_folder(root, side: int = 32, n_train: int = 200, n_tes
 
     save(root / "train" / "good", [_surface(rng, side) for _ in range(n_train)])
     save(root / "test" / "good", [_surface(rng, side) for _ in range(n_test)])
-    unknown = sorted(set(defects) - set(DEFECTS))
-    if unknown or not defects:
-        raise KDError(f"defects must be among {', '.join(DEFECTS)}, got {list(defects)}")
     for name, paint in ((k, v) for k, v in DEFECTS.items() if k in defects):
         painted = [paint(rng, _surface(rng, side)) for _ in range(n_test)]
         save(root / "test" / name, [image for image, _ in painted])

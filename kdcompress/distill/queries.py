@@ -202,16 +202,15 @@ def patches(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Option
         raise KDError("query strategy 'patches' needs image data: an .npz whose X has shape (rows, height, width)")
     height, width = image_shape
     lo, hi = float(x.min()), float(x.max())
-    pick = rng.integers(0, len(x), n)
-    images = x[pick].reshape(n, height, width).astype(np.float64)
-    donors = x[rng.integers(0, len(x), n)].reshape(n, height, width)
-    q = np.empty_like(images)
+    pick, donors = rng.integers(0, len(x), n), rng.integers(0, len(x), n)
+    q = np.empty((n, height * width), dtype=np.float32)  # one image at a time: no float64 copies of the batch
     for i in range(n):
+        image = x[pick[i]].reshape(height, width).astype(np.float64)
         mask = _blob_mask(rng, height, width)
-        fill = _patch_fill(rng, images[i], donors[i], lo, hi)
+        fill = _patch_fill(rng, image, x[donors[i]].reshape(height, width), lo, hi)
         blend = rng.uniform(0.3, 1.0) * mask
-        q[i] = images[i] * (1 - blend) + fill * blend
-    return q.reshape(n, -1), x[pick]
+        q[i] = (image * (1 - blend) + fill * blend).ravel()
+    return q, x[pick]
 
 
 def _blob_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -222,7 +221,7 @@ def _blob_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 def _patch_fill(rng: np.random.Generator, image: np.ndarray, donor: np.ndarray, lo: float, hi: float):
     kind = int(rng.integers(0, 4))
     if kind == 0:
-        turns = [b for b in IMAGE_SYMMETRIES if image.shape[0] == image.shape[1]] or list(IMAGE_SYMMETRIES[:3])
+        turns = IMAGE_SYMMETRIES if image.shape[0] == image.shape[1] else IMAGE_SYMMETRIES[:3]
         return turns[int(rng.integers(0, len(turns)))](donor[None])[0]
     if kind == 1:
         return rng.uniform(lo, hi, size=image.shape)
@@ -251,8 +250,8 @@ IMAGE_SYMMETRIES = (  # batches (n, h, w); the first three keep a rectangle's sh
 # Drawn outside the registry: from a user-given data set, or with the teacher's gradient.
 UNREGISTERED_STRATEGIES = ("outliers", "uphill")
 # Outliers are real data, pixel noise lights every pixel, flips and patches move ink onto pixels the normal
-# images may never light and `objects` fills slots the normal data may never fill, by design: their features are never
-# reset, even those constant in the normal data.
+# images may never light and `objects` fills slots the normal data may never fill, by design: their features
+# are never reset, even those constant in the normal data.
 KEEPS_CONSTANT_FEATURES_FREE = ("pixel-noise", "objects", "flips", "patches")
 NEEDS_LAYOUT = ("objects", "harder")
 NEEDS_IMAGE_SHAPE = ("flips", "patches")

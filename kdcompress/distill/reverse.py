@@ -255,7 +255,6 @@ def mean_score(model: FeatureKD, x: np.ndarray, batch: int = 512) -> float:
     return float(np.mean(scores(model, x, batch)))
 
 
-@torch.no_grad()
 def scores(model: FeatureKD, x: np.ndarray, batch: int = 512) -> np.ndarray:
     """Image scores (N,), float64."""
     return _evaluate(model, model, x, batch).astype(np.float64)
