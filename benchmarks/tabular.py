@@ -1,7 +1,7 @@
 """Real tabular data: does `distill --auto` keep the teacher's AUROC, as a new user would run it?
 
     python -m benchmarks.tabular [--out DIR] [--sets breast,wine,digits,mnist] [--mnist DIR] [--seed N]
-        [--students naive,default,auto] [--publish]
+        [--students naive,default,auto] [--table NAME=FILE ...] [--publish]
 
 Data (no download): the tables bundled with scikit-learn (breast cancer, wine, digits) and the MNIST test set
 beside the repo (../shared/data/mnist, 2x2-pooled to 196 features). Each becomes a .npz (X, y: 1 = anomaly)
@@ -10,6 +10,8 @@ each judged against the same teacher:
   naive   32-16 MLP, no queries, no reweighting (what a new user tries first);
   default the `distill` defaults;
   auto    `distill --auto` (head, queries, width chosen by label-free fidelity under teacher MACs / 50).
+--table NAME=FILE adds a labelled table of your own (.npz with X and y, or .csv with a y/label column; 1 =
+anomaly), run the same way; give --sets '' to run only your tables.
 Writes results.json, results.md and gaps.png (each student's AUROC minus its teacher's, per set) to --out;
 --publish writes them to benchmarks/TABULAR.md and benchmarks/TABULAR_files/gaps_seed<N>.png.
 Exit 0 when every `auto` student is within 0.02 AUROC of its teacher at >= 50x fewer MACs, else 1; 2 on error.
@@ -69,17 +71,40 @@ def _say(text: str) -> None:
     print(f"[tabular] {text}", file=sys.stderr, flush=True)
 
 
-def run_set(name: str, out: Path, args) -> dict:
-    from kdcompress import api
+def _bundled(name: str, folder: Path, args):
     x, y = SETS[name][1](args)
-    folder = out / name
-    folder.mkdir(parents=True, exist_ok=True)
     data = folder / f"{name}.npz"
     np.savez(data, X=x, y=y)
+    return data, SETS[name][0]
+
+
+def _given(path: Path):
+    """A user's table: checked by the same loader as `distill --data`; it must hold anomalies to score."""
+    from kdcompress.data.tabular import load_tabular
+    from kdcompress.errors import KDError
+    data = load_tabular(path)
+    if "anomaly" not in data.signals:
+        raise KDError(f"{path} has no anomaly rows (y == 1) to evaluate on")
+    return path, f"{path.name}: your table; {data.train.shape[1]} features"
+
+
+def _counts(data: Path) -> tuple:
+    from kdcompress.data.tabular import load_tabular
+    d = load_tabular(data)
+    normal = len(d.train) + len(d.val) + len(d.test)
+    return normal + len(d.signals["anomaly"]), len(d.signals["anomaly"]), d.train.shape[1]
+
+
+def run_set(name: str, out: Path, args) -> dict:
+    from kdcompress import api
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    data, description = _given(args.tables[name]) if name in args.tables else _bundled(name, folder, args)
+    rows, anomalies, features = _counts(data)
     start = time.perf_counter()
     api.train_teacher(data, folder / "teacher.pt", seed=args.seed, quiet=True)
-    row = {"description": SETS[name][0], "rows": int(len(x)), "anomalies": int(y.sum()),
-           "features": int(x.shape[1]), "students": {}}
+    row = {"description": description, "rows": rows, "anomalies": anomalies, "features": features,
+           "students": {}}
     for student in args.students:
         _say(f"{name}: student {student}")
         result = api.distill(folder / "teacher.pt", data, folder / student, seed=args.seed, quiet=True,
@@ -161,6 +186,18 @@ def _names(text: str) -> list:
     return [n.strip() for n in text.split(",") if n.strip()]
 
 
+def _tables(given: list) -> Dict[str, Path]:
+    tables = {}
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"--table takes NAME=FILE, got {item!r}")
+        if name.strip() in SETS or name.strip() in tables:
+            raise ValueError(f"--table name {name.strip()!r} is already taken")
+        tables[name.strip()] = Path(path.strip())
+    return tables
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tabular", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="out/benchmarks/tabular")
@@ -168,6 +205,8 @@ def main(argv=None) -> int:
     p.add_argument("--mnist", default=str(DEFAULT_MNIST), help="folder with the MNIST t10k idx files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--students", default=",".join(STUDENTS), help="which students to train (default all)")
+    p.add_argument("--table", action="append", default=[], metavar="NAME=FILE",
+                   help="also run a labelled table of your own (.npz or .csv; y = 1 anomaly); repeatable")
     p.add_argument("--publish", action="store_true",
                    help="write results.md to benchmarks/TABULAR.md and gaps.png to benchmarks/TABULAR_files/")
     args = p.parse_args(argv)
@@ -175,6 +214,11 @@ def main(argv=None) -> int:
     from kdcompress.fileio import write_json, write_text
     out = Path(args.out)
     names, args.students = _names(args.sets), _names(args.students)
+    try:
+        args.tables = _tables(args.table)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for given, known, what in ((names, SETS, "set"), (args.students, STUDENTS, "student")):
         unknown = [n for n in given if n not in known]
         if unknown:
@@ -182,6 +226,10 @@ def main(argv=None) -> int:
             return 2
     if "auto" not in args.students:
         print("error: --students must include auto (the benchmark's target)", file=sys.stderr)
+        return 2
+    names += [n for n in args.tables if n not in names]
+    if not names:
+        print("error: nothing to run (give --sets or --table)", file=sys.stderr)
         return 2
     try:
         rows = {name: run_set(name, out, args) for name in names}

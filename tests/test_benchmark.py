@@ -467,3 +467,43 @@ def test_tabular_gap_plot_and_its_place_in_the_table(tmp_path):
     assert lines.index("![student minus teacher AUROC per set, seed 3](gaps.png)") < lines.index(
         next(line for line in lines if line.startswith("Result: ")))
     assert not any("![" in line for line in tabular.markdown(rows, seed=3).splitlines())
+
+
+def test_tabular_benchmark_runs_a_users_table(tmp_path, monkeypatch, capsys):
+    from benchmarks import tabular
+    from kdcompress import api
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5)).astype(np.float32)
+    y = (np.arange(120) % 6 == 0).astype(np.int64)
+    np.savez(tmp_path / "mine.npz", X=x, y=y)
+    seen = []
+    monkeypatch.setattr(api, "train_teacher", lambda data, out, **kw: seen.append(("teacher", Path(data))))
+
+    def fake_distill(teacher, data, out, **kw):
+        seen.append(("student", Path(data)))
+        return {"teacher": {"anomaly": {"auroc": 0.8}}, "student": {"anomaly": {"auroc": 0.79}},
+                "macs": {"teacher": 1000, "student": 10}, "fidelity": {"spearman": 0.9},
+                "teacher_memorisation": {"ratio": 1.0, "memorised": False}}
+    monkeypatch.setattr(api, "distill", fake_distill)
+    code = tabular.main(["--sets", "", "--table", f"mine={tmp_path / 'mine.npz'}", "--students", "auto",
+                         "--out", str(tmp_path / "out")])
+    assert code == 0 and seen == [("teacher", tmp_path / "mine.npz"), ("student", tmp_path / "mine.npz")]
+    assert "| mine | 120 (20) | 0.800 | - | - | 0.790 (-0.010) | 100x fewer |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given, message", [
+    (["mine"], "--table takes NAME=FILE"), (["=x.npz"], "--table takes NAME=FILE"),
+    (["wine=x.npz"], "'wine' is already taken"), (["a=x.npz", "a=y.npz"], "'a' is already taken")])
+def test_tabular_benchmark_refuses_bad_table_names(given, message, capsys):
+    from benchmarks import tabular
+    argv = ["--sets", ""] + [arg for item in given for arg in ("--table", item)]
+    assert tabular.main(argv + ["--out", "unused"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tabular_benchmark_refuses_a_table_without_anomalies(tmp_path, capsys):
+    from benchmarks import tabular
+    np.savez(tmp_path / "normal.npz", X=np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32), y=np.zeros(50, np.int64))
+    assert tabular.main(["--sets", "", "--table", f"n={tmp_path / 'normal.npz'}", "--out", str(tmp_path / "o")]) == 2
+    assert "has no anomaly rows" in capsys.readouterr().err
+    assert tabular.main(["--sets", "", "--out", str(tmp_path / "o")]) == 2
