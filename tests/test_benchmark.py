@@ -507,3 +507,34 @@ def test_tabular_benchmark_refuses_a_table_without_anomalies(tmp_path, capsys):
     assert tabular.main(["--sets", "", "--table", f"n={tmp_path / 'normal.npz'}", "--out", str(tmp_path / "o")]) == 2
     assert "has no anomaly rows" in capsys.readouterr().err
     assert tabular.main(["--sets", "", "--out", str(tmp_path / "o")]) == 2
+
+
+def _river_like(folder: Path) -> None:
+    import gzip
+    import zipfile
+    folder.mkdir()
+    with gzip.open(folder / "shuttle.csv.gz", "wt") as f:
+        f.write("f1,f2,anomaly\n1,2,0\n3,4,1\n5,6,0\n")
+    with zipfile.ZipFile(folder / "segment.csv.zip", "w") as z:
+        z.writestr("segment.csv", "a,b,category\n1,2,sky\n3,4,grass\n5,6,cement\n")
+    with gzip.open(folder / "phishing.csv.gz", "wt") as f:
+        f.write("u,v,is_phishing\n0.5,1,1\n0,0,0\n")
+
+
+def test_river_tables_become_labelled_npz(tmp_path):
+    from benchmarks import river_tables
+    _river_like(tmp_path / "datasets")
+    assert river_tables.main([str(tmp_path / "datasets"), "--out", str(tmp_path / "out")]) == 0
+    shuttle, segment, phishing = (np.load(tmp_path / "out" / f"{n}.npz") for n in ("shuttle", "segment", "phishing"))
+    assert shuttle["X"].tolist() == [[1, 2], [3, 4], [5, 6]] and shuttle["y"].tolist() == [0, 1, 0]
+    assert segment["y"].tolist() == [1, 0, 0] and phishing["y"].tolist() == [1, 0]
+    assert phishing["X"].dtype == np.float32 and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "phishing.npz", "segment.npz", "shuttle.npz"]
+
+
+def test_river_tables_refuse_a_missing_file_and_write_nothing(tmp_path, capsys):
+    from benchmarks import river_tables
+    _river_like(tmp_path / "datasets")
+    (tmp_path / "datasets" / "phishing.csv.gz").unlink()
+    assert river_tables.main([str(tmp_path / "datasets"), "--out", str(tmp_path / "out")]) == 2
+    assert "phishing.csv.gz" in capsys.readouterr().err and not (tmp_path / "out").exists()
