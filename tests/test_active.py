@@ -128,8 +128,11 @@ def test_cli_flags_reach_the_student(tiny_teacher, tabular_file, tmp_path, capsy
                  "--epochs", "3", "--active-rounds", "1", "--active", "ascent", "--active-fraction", "0.05",
                  "--quiet"])
     assert code == 0
-    rounds = json.loads((out / "metrics.json").read_text())["training"]["active_rounds"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    rounds = metrics["training"]["active_rounds"]
     assert len(rounds) == 1 and rounds[0]["method"] == "ascent"
+    hinted = "hint: the student ranks held-out normal events unlike its teacher" in capsys.readouterr().out
+    assert hinted == (metrics["fidelity"]["spearman_normal"] < 0.9)
     assert main(["distill", str(tiny_teacher), "--data", str(tabular_file), "--out", str(tmp_path / "x"),
                  "--active-fraction", "0", "--quiet"]) == 2
     assert "active-fraction" in capsys.readouterr().err

@@ -76,3 +76,14 @@ def test_distill_flag_defaults_are_the_library_defaults():
     for key in ("min_queries", "reweight", "target", "loss", "active_rounds", "sparsity", "prune_steps",
                 "refresh_queries", "epochs", "lr"):
         assert kwargs[key] == getattr(config, key), key
+
+
+@pytest.mark.parametrize("fidelity, selection, hinted", [
+    ({"spearman_normal": 0.83}, False, True), ({"spearman_normal": 0.93}, False, False),
+    ({"spearman_normal": 0.83}, True, False), ({"spearman_normal": float("nan")}, False, False), ({}, False, False)])
+def test_hand_set_students_far_from_their_teacher_get_an_auto_hint(fidelity, selection, hinted):
+    from kdcompress.cli import auto_hint
+    result = {"fidelity": {"spearman": 0.98, **fidelity}, **({"selection": {}} if selection else {})}
+    hint = auto_hint(result)
+    assert bool(hint) == hinted
+    assert not hint or ("Spearman 0.83 < 0.9" in hint and "--auto" in hint)
