@@ -75,32 +75,27 @@ def _bundled(name: str, folder: Path, args):
     x, y = SETS[name][1](args)
     data = folder / f"{name}.npz"
     np.savez(data, X=x, y=y)
-    return data, SETS[name][0]
+    return data, SETS[name][0], (int(len(x)), int(y.sum()), int(x.shape[1]))
 
 
-def _given(path: Path):
-    """A user's table: checked by the same loader as `distill --data`; it must hold anomalies to score."""
+def _given(path: Path) -> tuple:
+    """A user's table, read once by the loader of `distill --data`: (path, description, (rows, anomalies,
+    features)). It must hold anomalies to score."""
     from kdcompress.data.tabular import load_tabular
     from kdcompress.errors import KDError
-    data = load_tabular(path)
-    if "anomaly" not in data.signals:
+    d = load_tabular(path)
+    if "anomaly" not in d.signals:
         raise KDError(f"{path} has no anomaly rows (y == 1) to evaluate on")
-    return path, f"{path.name}: your table; {data.train.shape[1]} features"
-
-
-def _counts(data: Path) -> tuple:
-    from kdcompress.data.tabular import load_tabular
-    d = load_tabular(data)
-    normal = len(d.train) + len(d.val) + len(d.test)
-    return normal + len(d.signals["anomaly"]), len(d.signals["anomaly"]), d.train.shape[1]
+    anomalies, features = len(d.signals["anomaly"]), d.train.shape[1]
+    rows = len(d.train) + len(d.val) + len(d.test) + anomalies
+    return path, f"{path.name}: your table; {features} features", (rows, anomalies, features)
 
 
 def run_set(name: str, out: Path, args) -> dict:
     from kdcompress import api
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    data, description = _given(args.tables[name]) if name in args.tables else _bundled(name, folder, args)
-    rows, anomalies, features = _counts(data)
+    data, description, (rows, anomalies, features) = args.tables.get(name) or _bundled(name, folder, args)
     start = time.perf_counter()
     api.train_teacher(data, folder / "teacher.pt", seed=args.seed, quiet=True)
     row = {"description": description, "rows": rows, "anomalies": anomalies, "features": features,
@@ -232,6 +227,7 @@ def main(argv=None) -> int:
         print("error: nothing to run (give --sets or --table)", file=sys.stderr)
         return 2
     try:
+        args.tables = {name: _given(path) for name, path in args.tables.items()}  # checked before any run
         rows = {name: run_set(name, out, args) for name in names}
     except KDError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -505,7 +505,7 @@ def test_tabular_benchmark_refuses_a_table_without_anomalies(tmp_path, capsys):
     from benchmarks import tabular
     np.savez(tmp_path / "normal.npz", X=np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32), y=np.zeros(50, np.int64))
     assert tabular.main(["--sets", "", "--table", f"n={tmp_path / 'normal.npz'}", "--out", str(tmp_path / "o")]) == 2
-    assert "has no anomaly rows" in capsys.readouterr().err
+    assert "has no anomaly rows" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert tabular.main(["--sets", "", "--out", str(tmp_path / "o")]) == 2
 
 
