@@ -61,6 +61,8 @@ def _data_parser(verbs):
     synth.add_argument("--signal-events", type=int, default=None,
                        help="events per signal file, or test images per class (default 50)")
     synth.add_argument("--side", type=int, default=32, help="images: side in pixels")
+    synth.add_argument("--color", action="store_true",
+                       help="images: RGB cloth, with a 'tint' defect (hue changed at equal grey level)")
     synth.add_argument("--out", required=True, help="output folder")
     _add_seed(synth)
     synth.set_defaults(run=_run_synth)
@@ -144,6 +146,8 @@ def _run_synth(a):
     from .api import synth_adc2021, synth_calo
     if a.format == "images":
         return _synth_images(a)
+    if a.color:
+        raise KDError("--color applies to synthetic images only")
     make = synth_adc2021 if a.format == "adc2021" else synth_calo
     events = 200_000 if a.events is None else a.events
     paths = make(a.out, events=events, seed=a.seed, signal_events=a.signal_events)
@@ -156,8 +160,10 @@ def _synth_images(a):
     n_train = 200 if a.events is None else a.events
     n_test = 50 if a.signal_events is None else a.signal_events
     with atomic_dir(a.out) as tmp:
-        write_synthetic_image_folder(tmp, side=a.side, n_train=n_train, n_test=n_test, seed=a.seed)
-    print(f"wrote an MVTec-layout folder to {a.out} ({n_train} train/good, {n_test} per test class, {a.side}x{a.side})")
+        write_synthetic_image_folder(tmp, side=a.side, n_train=n_train, n_test=n_test, seed=a.seed, color=a.color)
+    colour = " RGB" if a.color else ""
+    print(f"wrote an MVTec-layout folder to {a.out} ({n_train} train/good, {n_test} per test class, "
+          f"{a.side}x{a.side}{colour})")
 
 
 def _run_train_teacher(a):

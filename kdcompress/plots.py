@@ -145,17 +145,18 @@ def grouped_bars(path, values: Dict[str, Dict[str, float]], xlabel: str, ylabel:
 
 
 def map_panels(path, rows: Sequence[tuple], title: str) -> None:
-    """One row per example `(label, image, mask, anomaly map)`: the image, the image with the mask's outline, and
-    the map on one colour scale shared by all rows."""
+    """One row per example `(label, image, mask, anomaly map)`: the image (grey (H, W) or RGB (H, W, 3)), the image
+    with the mask's outline, and the map on one colour scale shared by all rows."""
     import numpy as np
     plt = _pyplot()
     top = max(float(np.max(m)) for *_, m in rows)
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.0, 1.9 * len(rows) + 0.6), squeeze=False,
                              layout="constrained")
     for ax, (label, image, mask, anomaly_map) in zip(axes, rows):
-        ax[0].imshow(image, cmap="gray", vmin=0, vmax=1)
+        pixels = np.clip(image, 0, 1)
+        ax[0].imshow(pixels, cmap="gray", vmin=0, vmax=1)
         ax[0].set_ylabel(label, fontsize=8)
-        ax[1].imshow(image, cmap="gray", vmin=0, vmax=1)
+        ax[1].imshow(pixels, cmap="gray", vmin=0, vmax=1)
         if mask.any():
             ax[1].contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8)
         shown = ax[2].imshow(anomaly_map, cmap="inferno", vmin=0, vmax=top)

@@ -106,8 +106,8 @@ def test_npz_images_are_flattened_row_major_and_keep_their_shape(tmp_path):
     assert "3x4 images" in data.describe()
     np.savez(tmp_path / "flat.npz", X=images.reshape(40, 12))
     assert load_dataset(tmp_path / "flat.npz").image_shape is None
-    np.savez(tmp_path / "4d.npz", X=images.reshape(40, 3, 2, 2))
-    with pytest.raises(KDError, match="images must have one channel, found shape \\(40, 3, 2, 2\\)"):
+    np.savez(tmp_path / "4d.npz", X=images.reshape(40, 2, 3, 2))
+    with pytest.raises(KDError, match="images must have 1 or 3 channels .* found shape \\(40, 2, 3, 2\\)"):
         load_dataset(tmp_path / "4d.npz")
     np.savez(tmp_path / "5d.npz", X=images.reshape(40, 3, 2, 2, 1))
     with pytest.raises(KDError, match="2-D table .* or images"):

@@ -105,7 +105,7 @@ def test_smoothing_keeps_a_flat_map_and_spreads_a_peak(monkeypatch):
 
 
 def test_wrong_row_width_is_named():
-    with pytest.raises(KDError, match="takes rows of 256 pixels"):
+    with pytest.raises(KDError, match="takes rows of 256 values"):
         FeatureKD(SIDE * SIDE, method="rd", width=2)(torch.rand(3, 512))
 
 

@@ -24,10 +24,16 @@ class Dataset:
     layout: Optional[dict] = None
     extra: dict = field(default_factory=dict)
     image_shape: Optional[Tuple[int, int]] = None  # (height, width) when each row is a flattened image
+    channels: int = 1  # colour channels per pixel; rows are flattened (height, width, channels), channels last
 
     @property
     def n_features(self) -> int:
         return self.train.shape[1]
+
+    @property
+    def pixel_shape(self) -> Optional[Tuple[int, int, int]]:
+        """(height, width, channels) of image rows, None for other data."""
+        return (*self.image_shape, self.channels) if self.image_shape else None
 
     def fingerprint(self) -> str:
         arrays = [self.train, self.val, self.test] + [self.signals[k] for k in sorted(self.signals)]
@@ -35,7 +41,8 @@ class Dataset:
 
     def describe(self) -> str:
         sig = ", ".join(f"{k} {len(v)}" for k, v in self.signals.items()) or "none"
-        shape = f" ({self.image_shape[0]}x{self.image_shape[1]} images)" if self.image_shape else ""
+        colour = f"x{self.channels}" if self.channels > 1 else ""
+        shape = f" ({self.image_shape[0]}x{self.image_shape[1]}{colour} images)" if self.image_shape else ""
         return (f"{self.kind} data from {self.source}: {self.n_features} features{shape}; background "
                 f"train {len(self.train)}, val {len(self.val)}, test {len(self.test)}; signals: {sig}")
 

@@ -1,7 +1,8 @@
 """Generic tabular anomaly data: .npz with `X` (and optional `y`) or .csv with an optional `y`/`label` column.
 
-An .npz `X` of shape (rows, height, width) holds images: they are flattened row-major and the image shape
-is kept, so that image-aware query strategies (`flips`) can use it."""
+An .npz `X` of shape (rows, height, width) holds images, (rows, height, width, 3) or (rows, 3, height, width)
+colour images: they are flattened row-major, channels last, and the image shape is kept, so that image-aware
+query strategies (`flips`, `patches`) and the CNN student can use it."""
 from __future__ import annotations
 
 import csv
@@ -18,13 +19,14 @@ LABEL_COLUMNS = ("y", "label", "labels", "anomaly", "target")
 
 
 def load_tabular(path: Path, seed: int = 0) -> Dataset:
-    x, y, names, image_shape = _read_npz(path) if path.suffix.lower() == ".npz" else (*_read_csv(path), None)
+    x, y, names, pixels = _read_npz(path) if path.suffix.lower() == ".npz" else (*_read_csv(path), None)
     _validate(path, x, y)
     normal = x[y == 0] if y is not None else x
     train, val, test = _split(normal, seed)
     signals = {"anomaly": x[y == 1]} if y is not None and (y == 1).any() else {}
     return Dataset(source=str(path), kind="tabular", train=train, val=val, test=test, signals=signals,
-                   feature_names=names, extra={"split_seed": seed, "split": list(SPLIT)}, image_shape=image_shape)
+                   feature_names=names, extra={"split_seed": seed, "split": list(SPLIT)},
+                   image_shape=pixels[:2] if pixels else None, channels=pixels[2] if pixels else 1)
 
 
 def _read_npz(path: Path):
@@ -40,25 +42,27 @@ def _read_npz(path: Path):
         raise KDError(f"{path} is not a readable .npz file ({exc.__class__.__name__})") from None
     if x.dtype == object:
         raise KDError(f"{path}: 'X' must be numeric")
-    x = _single_channel_squeezed(path, x)
-    if x.ndim == 3 and x.shape[1] > 0 and x.shape[2] > 0:  # images: flattened row-major, shape kept
-        height, width = int(x.shape[1]), int(x.shape[2])
-        names = [f"px{r}_{c}" for r in range(height) for c in range(width)]
-        return x.reshape(len(x), -1), y, names, (height, width)
+    x = _channels_last(path, x)
+    if x.ndim == 4 and min(x.shape[1:3]) > 0:  # images: flattened row-major, channels last, shape kept
+        height, width, channels = (int(v) for v in x.shape[1:])
+        names = [f"px{r}_{c}" + (f"_{k}" if channels > 1 else "") for r in range(height) for c in range(width)
+                 for k in range(channels)]
+        return x.reshape(len(x), -1), y, names, (height, width, channels)
     names = [f"x{i}" for i in range(x.shape[1])] if x.ndim == 2 else []
     return x, y, names, None
 
 
-def _single_channel_squeezed(path: Path, x: np.ndarray) -> np.ndarray:
-    """Grey images stored (N, H, W, 1) as in Keras or (N, 1, H, W) as in PyTorch become (N, H, W)."""
+def _channels_last(path: Path, x: np.ndarray) -> np.ndarray:
+    """Images as (N, H, W, C) with C 1 or 3: grey (N, H, W), Keras (N, H, W, C) or PyTorch (N, C, H, W)."""
+    if x.ndim == 3:
+        return x[..., None]
     if x.ndim != 4:
         return x
-    if x.shape[3] == 1:
-        return x[..., 0]
-    if x.shape[1] == 1:
-        return x[:, 0]
-    raise KDError(f"{path}: images must have one channel, found shape {x.shape} (give one channel per file, "
-                  f"or flatten the channels into a 2-D table)")
+    if x.shape[3] in (1, 3):
+        return x
+    if x.shape[1] in (1, 3):
+        return np.moveaxis(x, 1, 3)
+    raise KDError(f"{path}: images must have 1 or 3 channels (first or last axis), found shape {x.shape}")
 
 
 def _read_csv(path: Path):

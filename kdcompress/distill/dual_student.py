@@ -22,7 +22,7 @@ def train_dskd(model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: int, ba
                rng: np.random.Generator, quiet: bool = False) -> Dict[str, list]:
     if model.method != "dskd":
         raise KDError(f"train_dskd trains method 'dskd', got {model.method!r}")
-    x = check_images(x, "training images")
+    x = check_images(x, "training images", model.n_features, model.channels)
     optimiser = _optimiser([model.forward_student, model.bottleneck, model.decoder], lr)
 
     def step(idx):

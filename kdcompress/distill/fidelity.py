@@ -32,7 +32,7 @@ class Probe:
 
 def probe_set(val: np.ndarray, layout: Optional[dict], surface_shape: Optional[tuple] = None) -> Probe:
     """Held-out points for fidelity: validation events and as many broad queries around them; for images of
-    inspected surfaces (`surface_shape` (height, width): MVTec-layout folders) also pixel noise and local
+    inspected surfaces (`surface_shape` (height, width[, channels]): MVTec-layout folders) also pixel noise and local
     patches, where their defects lie."""
     rng = np.random.default_rng(PROBE_SEED)
     base = val[rng.permutation(len(val))[:MAX_PROBE_BASE]]
@@ -47,7 +47,7 @@ def probe_set(val: np.ndarray, layout: Optional[dict], surface_shape: Optional[t
 
 def data_probe(data) -> Probe:
     """The probe set for a Dataset: surface probes for MVTec-layout image folders (kind 'images')."""
-    return probe_set(data.val, data.layout, data.image_shape if data.kind == "images" else None)
+    return probe_set(data.val, data.layout, data.pixel_shape if data.kind == "images" else None)
 
 
 def fidelity(teacher_scores: np.ndarray, student_scores: np.ndarray, n_normal: Optional[int] = None) -> dict:

@@ -181,11 +181,11 @@ def flips(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Optional
     normal data need not hold, so the student has to learn the teacher's judgement of shape."""
     if not image_shape:
         raise KDError("query strategy 'flips' needs image data: an .npz whose X has shape (rows, height, width)")
-    height, width = image_shape
-    transforms = IMAGE_SYMMETRIES if height == width else IMAGE_SYMMETRIES[:3]
+    one = _one_image(image_shape)
+    transforms = IMAGE_SYMMETRIES if one[0] == one[1] else IMAGE_SYMMETRIES[:3]
     pick = rng.integers(0, len(x), n)
     kind = rng.integers(0, len(transforms), n)
-    images = x[pick].reshape(n, height, width)
+    images = x[pick].reshape(n, *one)
     q = np.empty_like(images)
     for k, transform in enumerate(transforms):
         q[kind == k] = transform(images[kind == k])
@@ -200,17 +200,23 @@ def patches(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Option
     surfaces are local; these teach the student how the teacher scores them, without any anomaly example."""
     if not image_shape:
         raise KDError("query strategy 'patches' needs image data: an .npz whose X has shape (rows, height, width)")
-    height, width = image_shape
+    one = _one_image(image_shape)
     lo, hi = float(x.min()), float(x.max())
     pick, donors = rng.integers(0, len(x), n), rng.integers(0, len(x), n)
-    q = np.empty((n, height * width), dtype=np.float32)  # one image at a time: no float64 copies of the batch
+    q = np.empty((n, x.shape[1]), dtype=np.float32)  # one image at a time: no float64 copies of the batch
     for i in range(n):
-        image = x[pick[i]].reshape(height, width).astype(np.float64)
-        mask = _blob_mask(rng, height, width)
-        fill = _patch_fill(rng, image, x[donors[i]].reshape(height, width), lo, hi)
-        blend = rng.uniform(0.3, 1.0) * mask
+        image = x[pick[i]].reshape(one).astype(np.float64)
+        mask = _blob_mask(rng, one[0], one[1])
+        fill = _patch_fill(rng, image, x[donors[i]].reshape(one), lo, hi)
+        blend = rng.uniform(0.3, 1.0) * (mask[..., None] if image.ndim == 3 else mask)
         q[i] = (image * (1 - blend) + fill * blend).ravel()
     return q, x[pick]
+
+
+def _one_image(image_shape) -> tuple:
+    """(height, width) for grey images, (height, width, channels) for colour ones (rows flattened channels last)."""
+    shape = tuple(int(v) for v in image_shape)
+    return shape[:2] if len(shape) == 2 or shape[2] == 1 else shape
 
 
 def _blob_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -225,8 +231,9 @@ def _patch_fill(rng: np.random.Generator, image: np.ndarray, donor: np.ndarray, 
         return turns[int(rng.integers(0, len(turns)))](donor[None])[0]
     if kind == 1:
         return rng.uniform(lo, hi, size=image.shape)
-    if kind == 2:
-        return np.full(image.shape, rng.uniform(lo, hi))
+    if kind == 2:  # one grey level, or one colour
+        level = rng.uniform(lo, hi, size=image.shape[2]) if image.ndim == 3 else rng.uniform(lo, hi)
+        return np.full(image.shape, level)
     return np.clip(image + rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.5) * (hi - lo), lo, hi)
 
 
@@ -241,10 +248,10 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, cells: int) 
     return top * (1 - dr) + bottom * dr
 
 
-IMAGE_SYMMETRIES = (  # batches (n, h, w); the first three keep a rectangle's shape
+IMAGE_SYMMETRIES = (  # batches (n, h, w) or (n, h, w, channels); the first three keep a rectangle's shape
     lambda b: b[:, :, ::-1], lambda b: b[:, ::-1, :], lambda b: b[:, ::-1, ::-1],
     lambda b: np.rot90(b, 1, (1, 2)), lambda b: np.rot90(b, 3, (1, 2)),
-    lambda b: np.transpose(b, (0, 2, 1)), lambda b: np.rot90(b, 2, (1, 2)).transpose(0, 2, 1))
+    lambda b: np.swapaxes(b, 1, 2), lambda b: np.swapaxes(np.rot90(b, 2, (1, 2)), 1, 2))
 
 
 # Drawn outside the registry: from a user-given data set, or with the teacher's gradient.

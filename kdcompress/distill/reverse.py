@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from ..errors import KDError
 from ..fileio import atomic_file
 from ..progress import EpochProgress
-from ..teachers.feature_kd import ConvBackbone, FeatureKD, image_side
+from ..teachers.feature_kd import ConvBackbone, FeatureKD, image_side, rows_to_images
 
 ADAM_BETAS = (0.5, 0.999)
 
@@ -48,15 +48,15 @@ def batches(n: int, batch: int, rng: np.random.Generator) -> List[np.ndarray]:
     return parts
 
 
-def check_images(x: np.ndarray, what: str, n_features: Optional[int] = None) -> np.ndarray:
+def check_images(x: np.ndarray, what: str, n_features: Optional[int] = None, channels: int = 1) -> np.ndarray:
     if not isinstance(x, np.ndarray) or x.ndim != 2 or len(x) < 2:
-        raise KDError(f"{what} must be an (N, side*side) array of at least 2 images, got shape "
+        raise KDError(f"{what} must be an (N, side*side*channels) array of at least 2 images, got shape "
                       f"{getattr(x, 'shape', None)}")
     if n_features is not None and x.shape[1] != n_features:
         raise KDError(f"{what} have {x.shape[1]} features per image, the model takes {n_features}")
     if not np.all(np.isfinite(x)):
         raise KDError(f"{what} holds NaN or infinite values")
-    image_side(x.shape[1])
+    image_side(x.shape[1], channels)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -74,7 +74,7 @@ CHANCE_MARGIN = 0.15  # rotation accuracy below 0.25 + this: the images look ali
 
 
 def pretrain_backbone(x: np.ndarray, width: int, epochs: int, batch: int, lr: float, rng: np.random.Generator,
-                      quiet: bool = False, pretext: str = "rotation") -> Dict:
+                      quiet: bool = False, pretext: str = "rotation", channels: int = 1) -> Dict:
     """Self-supervised encoder training on unlabelled images; returns the backbone and its history.
 
     rotation  predict which of 0/90/180/270 degrees an image was turned by (history: loss, accuracy);
@@ -85,15 +85,15 @@ def pretrain_backbone(x: np.ndarray, width: int, epochs: int, batch: int, lr: fl
         raise KDError(f"pretext must be one of {', '.join(PRETEXTS)}, got {pretext!r}")
     if int(epochs) < 1:
         raise KDError(f"backbone epochs must be at least 1, got {epochs}")
-    x = check_images(x, "backbone images")
-    side = image_side(x.shape[1])
-    backbone = ConvBackbone(width)
-    head = _rotation_head(width) if pretext == "rotation" else _inpaint_head(width, side)
+    x = check_images(x, "backbone images", channels=channels)
+    side = image_side(x.shape[1], channels)
+    backbone = ConvBackbone(width, channels)
+    head = _rotation_head(width) if pretext == "rotation" else _inpaint_head(width, side, channels)
     optimiser = torch.optim.Adam(list(backbone.parameters()) + list(head.parameters()), lr=lr)
     step = _rotation_step if pretext == "rotation" else _inpaint_step
     progress = EpochProgress(f"backbone ({pretext})", epochs, quiet)
     history: Dict[str, list] = {}
-    images = torch.from_numpy(x).reshape(-1, 1, side, side)
+    images = rows_to_images(torch.from_numpy(x), side, channels)
     for epoch in range(epochs):
         backbone.train()
         logs = [step(backbone, head, images[idx], rng, optimiser) for idx in batches(len(x), batch, rng)]
@@ -111,11 +111,12 @@ def _rotation_head(width: int) -> nn.Module:
     return nn.Linear(4 * int(width), 4)
 
 
-def _inpaint_head(width: int, side: int) -> nn.Module:
-    """Deepest features -> image: upsample to full size, conv3x3 4w->w, ReLU, conv3x3 w->1, sigmoid."""
+def _inpaint_head(width: int, side: int, channels: int = 1) -> nn.Module:
+    """Deepest features -> image: upsample to full size, conv3x3 4w->w, ReLU, conv3x3 w->channels, sigmoid."""
     w = int(width)
     return nn.Sequential(nn.Upsample(size=(side, side), mode="bilinear", align_corners=False),
-                         nn.Conv2d(4 * w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, 1, 3, padding=1), nn.Sigmoid())
+                         nn.Conv2d(4 * w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, int(channels), 3, padding=1),
+                         nn.Sigmoid())
 
 
 def _rotation_step(backbone, head, images, rng, optimiser):
@@ -146,7 +147,7 @@ def _descend(optimiser, loss) -> None:
     optimiser.step()
 
 
-def load_backbone(path, width: int, sha256: Optional[str] = None) -> Dict:
+def load_backbone(path, width: int, sha256: Optional[str] = None, channels: int = 1) -> Dict:
     """A ConvBackbone state_dict saved with torch.save -> {"backbone", "sha256"}; the bytes are hashed and loaded
     once. Refuses a wrong hash, pickled code, a corrupt file, non-finite weights or another shape."""
     path = Path(path)
@@ -167,11 +168,12 @@ def load_backbone(path, width: int, sha256: Optional[str] = None) -> Dict:
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise KDError(f"backbone {path}: non-finite values in {bad[0]}")
-    backbone = ConvBackbone(width)
+    backbone = ConvBackbone(width, channels)
     try:
         backbone.load_state_dict(state)
     except RuntimeError as exc:
-        raise KDError(f"backbone {path} does not fit a width-{width} ConvBackbone: "
+        kind = "colour" if int(channels) == 3 else "grey"
+        raise KDError(f"backbone {path} does not fit a width-{width} ConvBackbone for {kind} images: "
                       f"{str(exc).splitlines()[0]}") from None
     return {"backbone": freeze(backbone), "sha256": digest}
 
@@ -189,7 +191,7 @@ def save_backbone(backbone: ConvBackbone, path) -> str:
 
 def detector(n_features: int, method: str, backbone: ConvBackbone, reduce: str = "max") -> FeatureKD:
     """A FeatureKD whose encoder starts as a copy of `backbone`, fixed unless the method trains it (urd)."""
-    model = FeatureKD(n_features, method=method, width=backbone.width, reduce=reduce)
+    model = FeatureKD(n_features, method=method, width=backbone.width, reduce=reduce, channels=backbone.channels)
     model.encoder.load_state_dict(backbone.state_dict())
     freeze(model.encoder)
     return model
@@ -224,21 +226,22 @@ def _smooth_noise(rng: np.random.Generator, side: int, cells: int) -> np.ndarray
 
 
 def synthetic_anomalies(images: np.ndarray, rng: np.random.Generator):
-    """(N, s, s) in [0, 1] -> (images with pasted anomalies, masks (N, s, s) in {0, 1}).
+    """(N, s, s[, channels]) in [0, 1] -> (images with pasted anomalies, masks (N, s, s) in {0, 1}).
 
     Mask: smooth noise on a 3-6 cell grid above its 80-92th percentile. Fill: another image of the batch
     rotated by 90/180/270 degrees, mixed with uniform noise. Label-free: only the normal images are used.
     """
     n, side = images.shape[0], images.shape[1]
-    out, masks = images.copy(), np.zeros_like(images)
+    out, masks = images.copy(), np.zeros(images.shape[:3], dtype=images.dtype)
     for i in range(n):
         noise = _smooth_noise(rng, side, int(rng.integers(3, 7)))
         mask = (noise > np.quantile(noise, rng.uniform(0.80, 0.92))).astype(images.dtype)
         source = (i + int(rng.integers(1, n))) % n if n > 1 else i  # another image when there is one
         other = np.rot90(images[source], int(rng.integers(1, 4)))
         blend = rng.uniform(0.3, 1.0)
-        fill = blend * other + (1 - blend) * rng.random((side, side))
-        out[i] = images[i] * (1 - mask) + fill * mask
+        fill = blend * other + (1 - blend) * rng.random(images.shape[1:])
+        over = mask[..., None] if images.ndim == 4 else mask
+        out[i] = images[i] * (1 - over) + fill * over
         masks[i] = mask
     return out.astype(np.float32), masks.astype(np.float32)
 
@@ -281,7 +284,7 @@ def run_epochs(step, model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: i
     """`step(indices)` -> {loss name: value} per batch; history of the mean losses and validation score."""
     if epochs < 1:
         raise KDError(f"{name}: epochs must be at least 1")
-    val = check_images(val, "validation images", model.side * model.side)
+    val = check_images(val, "validation images", model.n_features, model.channels)
     progress = EpochProgress(name, epochs, quiet)
     history: Dict[str, list] = {}
     for epoch in range(epochs):
@@ -305,7 +308,7 @@ def train_rd(model: FeatureKD, x: np.ndarray, val: np.ndarray, epochs: int, batc
     """RD4AD: bottleneck and decoder restore the fixed encoder's features of normal images."""
     if model.method != "rd":
         raise KDError(f"train_rd trains method 'rd', got {model.method!r}")
-    x = check_images(x, "training images", model.side * model.side)
+    x = check_images(x, "training images", model.n_features, model.channels)
     optimiser = _optimiser([model.bottleneck, model.decoder], lr)
 
     def step(idx):
@@ -327,20 +330,26 @@ def train_urd(model: FeatureKD, expert: ConvBackbone, x: np.ndarray, val: np.nda
     """URD: the teacher (model.encoder, from the expert) and the student (bottleneck + guided decoder)."""
     if model.method != "urd":
         raise KDError(f"train_urd trains method 'urd', got {model.method!r}")
-    x = check_images(x, "training images", model.side * model.side)
+    x = check_images(x, "training images", model.n_features, model.channels)
     if expert.width != model.width:
         raise KDError(f"the expert has width {expert.width}, the detector {model.width}")
+    if expert.channels != model.channels:
+        raise KDError(f"the expert takes {expert.channels}-channel images, the detector {model.channels}")
     expert = freeze(copy.deepcopy(expert))
     for p in model.encoder.parameters():
         p.requires_grad_(True)
     opt_t = _optimiser([model.encoder], teacher_lr)
     opt_s = _optimiser([model.bottleneck, model.decoder], lr)
     side = model.side
+    grid = (side, side) if model.channels == 1 else (side, side, model.channels)
+
+    def to_images(a: np.ndarray) -> torch.Tensor:
+        return rows_to_images(torch.from_numpy(a).reshape(len(a), -1), side, model.channels)
 
     def step(idx):
-        normal = x[idx].reshape(-1, side, side)
+        normal = x[idx].reshape(-1, *grid)
         aug, mask = synthetic_anomalies(normal, rng)
-        xn, xa = (torch.from_numpy(a).reshape(-1, 1, side, side) for a in (normal, aug))
+        xn, xa = to_images(normal), to_images(aug)
         m = torch.from_numpy(mask).reshape(-1, 1, side, side)
         with torch.no_grad():
             en, ea = expert(xn), expert(xa)

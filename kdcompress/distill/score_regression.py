@@ -287,7 +287,7 @@ def _query_sampler(data: Dataset, config: DistillConfig, teacher_gradient=None):
 
     def sample(events: np.ndarray, min_queries: int, rng: np.random.Generator) -> np.ndarray:
         fractions = query_fractions(config.queries, len(events), min_queries)
-        return make_queries(events, fractions, rng, data.layout, outliers, teacher_gradient, data.image_shape)
+        return make_queries(events, fractions, rng, data.layout, outliers, teacher_gradient, data.pixel_shape)
     return sample
 
 
@@ -317,10 +317,10 @@ def _check_width(teacher: Teacher, data: Dataset) -> None:
 
 
 def _with_image_shape(config: DistillConfig, data: Dataset) -> DistillConfig:
-    """A CNN student on image data reads the images' own (height, width) unless told otherwise."""
+    """A CNN student on image data reads the images' own (height, width, channels) unless told otherwise."""
     if config.student != "cnn" or not data.image_shape or "input_shape" in config.student_kwargs:
         return config
-    return replace(config, student_kwargs={**config.student_kwargs, "input_shape": [*data.image_shape, 1]})
+    return replace(config, student_kwargs={**config.student_kwargs, "input_shape": list(data.pixel_shape)})
 
 
 def _build(n_features: int, config: DistillConfig):
@@ -421,6 +421,7 @@ def _student_meta(teacher: Teacher, data: Dataset, prep, config: DistillConfig, 
         "feature_names": list(data.feature_names),
         "layout": data.layout,
         "image_shape": list(data.image_shape) if data.image_shape else None,
+        "channels": data.channels,
         "preprocessing": prep.to_dict(),
         "score_transform": config.target,
         "output_transform": OUTPUT_TRANSFORMS.get(config.student, "none"),

@@ -20,7 +20,8 @@ def check_compare(variant: Optional[str], epochs: int, side: int = 28) -> None:
                       f"resize them (side=) or choose another variant")
 
 
-def compare_config(out: Path, variant: str, epochs: int, seed: int, side: int = 28, mnist: bool = True):
+def compare_config(out: Path, variant: str, epochs: int, seed: int, side: int = 28, mnist: bool = True,
+                   channels: int = 1):
     """kd4ad-mnist's score regression (L1 on log1p, noise and outlier exposure) with paper CNN `variant`.
     Other images than MNIST get pixel noise and local patches (pasted blobs) instead of the outlier shapes, which
     are drawn for digits: without patches, students of texture detectors learned nothing of local defects."""
@@ -30,7 +31,7 @@ def compare_config(out: Path, variant: str, epochs: int, seed: int, side: int = 
     outliers = _outlier_file(out, None, 2000, seed) if "outliers" in exposure else None
     config = _distill_config(exposure, 1.0, outliers, epochs, None, 8, "avg", "none", None, seed)
     config = replace(config, student_kwargs={**config.student_kwargs, "variant": variant,
-                                             "image_shape": [side, side, 1]})
+                                             "image_shape": [side, side, int(channels)]})
     config.validate()
     return config
 

@@ -42,9 +42,10 @@ def feature_kd(out: Path, data: Optional[str] = None, images: Optional[str] = No
                backbone_epochs: int = 10,
                epochs: int = 30, batch: int = 32, lr: float = 0.005, teacher_lr: float = 0.0001, reduce: str = "max",
                export: List[str] = ("onnx",), compare_student: Optional[str] = "B", compare_epochs: int = 30,
-               split_seed: int = 0, seed: int = 0, quiet: bool = False):
+               split_seed: int = 0, seed: int = 0, color: Optional[bool] = None, quiet: bool = False):
     """Run the experiment in `out`: one-class MNIST (`data` = a folder of MNIST idx files, default
-    ../shared/data/mnist; one run per digit) or `images` = an MVTec-layout folder (one run, `side` to resize)."""
+    ../shared/data/mnist; one run per digit) or `images` = an MVTec-layout folder (one run, `side` to resize,
+    `color` true/false to read it in colour or grey, null to follow its train/good images)."""
     start = time.perf_counter()
     out = Path(out)
     methods = _check(digits, methods, width, backbone, backbone_sha256, (backbone_epochs, epochs), batch,
@@ -52,18 +53,22 @@ def feature_kd(out: Path, data: Optional[str] = None, images: Optional[str] = No
     check_compare(compare_student, compare_epochs, int(side) if side else 28)
     if images is not None and data is not None:
         raise KDError("give data (MNIST idx folder) or images (MVTec-layout folder), not both")
-    given = _given_backbone(backbone, width, backbone_sha256, quiet)
     if images is not None:
-        datasets, pool, split = _image_dataset(images, side, split_seed)
+        datasets, pool, split = _image_dataset(images, side, split_seed, color)
         check_compare(compare_student, compare_epochs, next(iter(datasets.values())).image_shape[0])
-    else:
+    elif color:
+        raise KDError("color reads an images folder in colour; MNIST images are grey")
+    channels = next(iter(datasets.values())).channels if images is not None else 1
+    given = _given_backbone(backbone, width, backbone_sha256, channels, quiet)
+    if images is None:
         datasets, pool, split = _mnist_datasets(out, data, side, digits, split_seed, quiet)
     _say(f"[feature-kd] {', '.join(datasets)}; methods {methods}", quiet)
     settings = dict(width=width, backbone=backbone, pretext=pretext, backbone_epochs=backbone_epochs,
-                    epochs=epochs, batch=batch, lr=lr, teacher_lr=teacher_lr, reduce=reduce)
+                    epochs=epochs, batch=batch, lr=lr, teacher_lr=teacher_lr, reduce=reduce, channels=channels)
     shared = given or _shared_backbone(out, backbone, pool, settings, seed, quiet)
-    side_of = int(np.sqrt(next(iter(datasets.values())).n_features))
-    compare = (compare_config(out, compare_student, compare_epochs, seed, side_of, mnist=images is None)
+    side_of = next(iter(datasets.values())).image_shape[0]
+    compare = (compare_config(out, compare_student, compare_epochs, seed, side_of, mnist=images is None,
+                              channels=channels)
                if compare_student else None)
     runs = {}
     for name, dataset in datasets.items():
@@ -106,10 +111,10 @@ def _mnist_datasets(out: Path, data, side, digits, split_seed: int, quiet: bool)
     return datasets, pool, {"data": str(Path(files.folder).resolve()), **split_summary(splits)}
 
 
-def _image_dataset(images, side, split_seed: int):
+def _image_dataset(images, side, split_seed: int, color: Optional[bool] = None):
     """One dataset from an MVTec-layout folder; the pool is its own normal training images."""
     from ..data.images import load_image_folder, load_image_masks
-    dataset = load_image_folder(images, side=side, seed=split_seed)
+    dataset = load_image_folder(images, side=side, seed=split_seed, color=color)
     masks = load_image_masks(images, side=side)
     if masks is not None:
         dataset.extra["masks"] = masks  # pixel AUROC and PRO of every detector
@@ -150,13 +155,13 @@ def _check(digits, methods, width, backbone, sha256, epochs, batch, lrs, reduce,
     return methods
 
 
-def _given_backbone(source: str, width: int, sha256, quiet: bool):
+def _given_backbone(source: str, width: int, sha256, channels: int = 1, quiet: bool = False):
     """A user's backbone file, loaded and checked before anything is written; None when trained here."""
     from ..distill.reverse import load_backbone
     if source in BACKBONE_SOURCES:
         return None
     _say(f"[feature-kd] backbone from {source}", quiet)
-    return {**load_backbone(source, width, sha256), "source": "file", "path": str(Path(source).resolve()),
+    return {**load_backbone(source, width, sha256, channels), "source": "file", "path": str(Path(source).resolve()),
             "history": None}
 
 
@@ -181,7 +186,7 @@ def _pretrained(images: np.ndarray, folder: Path, s: dict, rng_key: list, seed: 
     from ..distill.reverse import pretrain_backbone, save_backbone
     torch.manual_seed(seed)
     trained = pretrain_backbone(images, s["width"], s["backbone_epochs"], 64, 1e-3, np.random.default_rng(rng_key),
-                                quiet, s["pretext"])
+                                quiet, s["pretext"], s["channels"])
     folder.mkdir(parents=True, exist_ok=True)
     digest = save_backbone(trained["backbone"], folder / "backbone.pt")
     return {**trained, "path": str(folder / "backbone.pt"), "sha256": digest}
@@ -260,8 +265,9 @@ def _plot_maps(path: Path, data, maps: dict, masks: dict, title: str, per_class:
     """The first `per_class` test images of each class (no selection by score): image, mask, anomaly map."""
     from ..plots import map_panels
     side = data.image_shape[0]
+    shown = (side, side) if data.channels == 1 else (side, side, data.channels)
     sources = {"good": data.test, **data.signals}
-    rows = [(f"{k} {i}", sources[k][i].reshape(side, side), masks[k][i].reshape(side, side), maps[k][i])
+    rows = [(f"{k} {i}", sources[k][i].reshape(shown), masks[k][i].reshape(side, side), maps[k][i])
             for k in maps for i in range(min(per_class, len(maps[k])))]
     map_panels(path, rows, f"{title} anomaly maps")
 
@@ -271,7 +277,8 @@ def _save(path: Path, model, data, seed: int) -> str:
     from ..teachers import Teacher, save_teacher
     path.parent.mkdir(parents=True, exist_ok=True)
     arch = {"name": "feature-kd", "kwargs": {"n_features": data.n_features, "method": model.method,
-                                              "width": model.width, "reduce": model.reduce}}
+                                              "width": model.width, "reduce": model.reduce,
+                                              "channels": model.channels}}
     save_teacher(Teacher(module=model.eval(), score_name="output",
                          preprocessing=Preprocessing.identity(data.n_features), arch=arch,
                          meta={"data_fingerprint": data.fingerprint(), "seed": seed, "role": model.method}), path)

@@ -1,4 +1,4 @@
-"""Feature-level distillation detectors for square one-channel images: RD4AD, URD and DSKD as plain modules.
+"""Feature-level distillation detectors for square grey or colour images: RD4AD, URD and DSKD as plain modules.
 
 All three compare multi-scale feature maps of a fixed encoder with those of a student and score an image by
 the largest value of the smoothed anomaly map sum_k upsample(1 - cos(teacher_k, student_k)) (or its mean).
@@ -12,7 +12,8 @@ the largest value of the smoothed anomaly map sum_k upsample(1 - cos(teacher_k, 
         as the teacher) and a reverse decoder fed by an embedding of the forward student's features; the map
         sums both students' discrepancies.
 
-Rows are flat (N, side*side) in [0, 1]. The encoder (`ConvBackbone`, width w): stem conv3x3 1->w, then three
+Rows are flat (N, side*side*channels) in [0, 1], channels last (1 grey, 3 RGB). The encoder (`ConvBackbone`,
+width w): stem conv3x3 channels->w, then three
 residual stages of stride 2 with w, 2w, 4w channels (side/2, side/4, side/8 rounded up). The decoder upsamples
 bilinearly, each step followed by a residual block (the papers use transposed convolutions).
 """
@@ -33,11 +34,19 @@ REDUCTIONS = ("max", "mean")
 SMOOTH_SIGMA = 1.0  # pixels of the anomaly map's Gaussian smoothing (the papers use 4 at 256 pixels)
 
 
-def image_side(n_features: int) -> int:
-    side = math.isqrt(int(n_features))
-    if side * side != n_features or side < 8:
-        raise KDError(f"feature-kd needs square one-channel images of side >= 8, got {n_features} features")
+def image_side(n_features: int, channels: int = 1) -> int:
+    if int(channels) not in (1, 3):
+        raise KDError(f"feature-kd takes grey (1) or colour (3) channels, got {channels}")
+    side = math.isqrt(int(n_features) // int(channels))
+    if side * side * int(channels) != n_features or side < 8:
+        kind = "colour" if int(channels) == 3 else "one-channel"
+        raise KDError(f"feature-kd needs square {kind} images of side >= 8, got {n_features} features")
     return side
+
+
+def rows_to_images(x: torch.Tensor, side: int, channels: int) -> torch.Tensor:
+    """Rows (N, side*side*channels), channels last -> images (N, channels, side, side)."""
+    return x.reshape(-1, side, side, channels).permute(0, 3, 1, 2).contiguous()
 
 
 def stage_sizes(side: int) -> List[int]:
@@ -66,13 +75,13 @@ class ResBlock(nn.Module):
 
 
 class ConvBackbone(nn.Module):
-    """Images (N, 1, s, s) -> [f1 (w, s/2), f2 (2w, s/4), f3 (4w, s/8)]."""
+    """Images (N, channels, s, s) -> [f1 (w, s/2), f2 (2w, s/4), f3 (4w, s/8)]."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, channels: int = 1):
         super().__init__()
         w = int(width)
-        self.width = w
-        self.stem = nn.Sequential(_conv_bn(1, w), nn.ReLU())
+        self.width, self.channels = w, int(channels)
+        self.stem = nn.Sequential(_conv_bn(self.channels, w), nn.ReLU())
         self.stages = nn.ModuleList([ResBlock(w, w, 2), ResBlock(w, 2 * w, 2), ResBlock(2 * w, 4 * w, 2)])
 
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
@@ -154,9 +163,10 @@ def discrepancy(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], side: int)
 
 @TEACHERS.register("feature-kd")
 class FeatureKD(nn.Module):
-    """x (N, s*s) -> anomaly score (N,): the trained detector of one method (score 'output')."""
+    """x (N, s*s*channels) -> anomaly score (N,): the trained detector of one method (score 'output')."""
 
-    def __init__(self, n_features: int = 784, method: str = "rd", width: int = 16, reduce: str = "max"):
+    def __init__(self, n_features: int = 784, method: str = "rd", width: int = 16, reduce: str = "max",
+                 channels: int = 1):
         super().__init__()
         if method not in METHODS:
             raise KDError(f"feature-kd method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -164,19 +174,24 @@ class FeatureKD(nn.Module):
             raise KDError(f"feature-kd reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
         if int(width) < 1:
             raise KDError(f"feature-kd width must be at least 1, got {width}")
-        self.side, self.method, self.width, self.reduce = image_side(n_features), method, int(width), reduce
+        self.side, self.method, self.width, self.reduce = image_side(n_features, channels), method, int(width), reduce
+        self.channels = int(channels)
         sizes = stage_sizes(self.side)
-        self.encoder = ConvBackbone(self.width)
+        self.encoder = ConvBackbone(self.width, self.channels)
         self.bottleneck = Bottleneck(self.width)
         self.decoder = ReverseDecoder(self.width, sizes, guided=(method == "urd"))
         if method == "dskd":
-            self.forward_student = ConvBackbone(self.width)
+            self.forward_student = ConvBackbone(self.width, self.channels)
         self.register_buffer("smooth", gaussian_kernel(SMOOTH_SIGMA), persistent=False)
 
+    @property
+    def n_features(self) -> int:
+        return self.side * self.side * self.channels
+
     def images(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[1] != self.side * self.side:
-            raise KDError(f"feature-kd takes rows of {self.side * self.side} pixels, got shape {tuple(x.shape)}")
-        return x.reshape(-1, 1, self.side, self.side)
+        if x.dim() != 2 or x.shape[1] != self.n_features:
+            raise KDError(f"feature-kd takes rows of {self.n_features} values, got shape {tuple(x.shape)}")
+        return rows_to_images(x, self.side, self.channels)
 
     def students(self, images: torch.Tensor, encoded: Sequence[torch.Tensor]) -> List[List[torch.Tensor]]:
         """The student feature pyramids compared with `encoded` (the fixed encoder's features)."""
