@@ -202,3 +202,12 @@ def test_colour_folder_end_to_end_with_bit_exact_student_firmware(tmp_path):
     (artefact,) = export(student, "fpga", data=tmp_path / "cloth", out=tmp_path / "fpga", quiet=True)["artefacts"]
     agreement = artefact["agreement"]
     assert agreement["bit_exact_fraction"] == 1.0 and agreement["events"] == 36  # 6 normal + 5 defects x 6
+
+
+def test_a_folder_is_read_the_way_the_model_was_trained_on_it(tmp_path):
+    from kdcompress.data import load_dataset
+    colour, grey = _folders(tmp_path)
+    assert load_dataset(str(colour)).channels == 3
+    assert load_dataset(str(colour), n_features=256).channels == 1  # a student of the grey reading
+    assert load_dataset(str(grey), n_features=768).channels == 3
+    assert load_dataset(str(colour), n_features=999).n_features == 768  # no reading fits: the caller names it

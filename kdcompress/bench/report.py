@@ -177,7 +177,7 @@ def _load_data(data, meta: dict):
         return data, None if expected is None else data.fingerprint() == expected
     first = None
     for split_seed in dict.fromkeys([0, meta.get("seed", 0)]):
-        dataset = load_dataset(data, seed=split_seed)
+        dataset = load_dataset(data, seed=split_seed, n_features=meta.get("n_features"))
         if expected is None:
             return dataset, None
         if dataset.fingerprint() == expected:

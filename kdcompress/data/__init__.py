@@ -47,16 +47,17 @@ class Dataset:
                 f"train {len(self.train)}, val {len(self.val)}, test {len(self.test)}; signals: {sig}")
 
 
-def load_dataset(path: str, seed: int = 0) -> Dataset:
+def load_dataset(path: str, seed: int = 0, n_features: Optional[int] = None) -> Dataset:
     """An ADC2021-format, calorimeter or MVTec-layout image folder, or a tabular .npz/.csv file (normal rows split
-    by `seed`)."""
+    by `seed`). `n_features`, a model's input width: an image folder is read in grey or colour to match it
+    (a model trained on a colour folder read as grey, or the other way round)."""
     p = Path(path)
     if not p.exists():
         raise KDError(f"data path {p} does not exist")
     if p.is_dir():
         from . import calo, images
         if images.is_image_folder(p):  # MVTec layout: train/good, test/good, test/<defect>
-            return images.load_image_folder(p, seed=seed)
+            return _image_folder_for(p, seed, n_features)
         if calo.is_calo_folder(p):  # CICADA calorimeter regions (zero_bias_train.h5, ...)
             return calo.load_folder(p)
         return _load_adc2021_folder(p)
@@ -64,6 +65,15 @@ def load_dataset(path: str, seed: int = 0) -> Dataset:
         from .tabular import load_tabular
         return load_tabular(p, seed=seed)
     raise KDError(f"data path {p} is neither an ADC2021 folder nor a .npz/.csv file")
+
+
+def _image_folder_for(path: Path, seed: int, n_features: Optional[int]) -> Dataset:
+    from .images import load_image_folder
+    data = load_image_folder(path, seed=seed)
+    if n_features is None or data.n_features == n_features:
+        return data
+    other = load_image_folder(path, seed=seed, color=data.channels == 1)
+    return other if other.n_features == n_features else data
 
 
 def check_finite(x: np.ndarray, what: str) -> None:

@@ -84,7 +84,7 @@ def resolve_data(source: Source, data) -> DataChoice:
         if not path:
             raise KDError(f"the {source.kind} {source.path} does not record its training data: pass data= "
                           f"(--data) to verify the export on held-out events")
-        choice = _load_matching(path, expected, _split_seeds(source.meta))
+        choice = _load_matching(path, expected, _split_seeds(source.meta), source.n_features)
     if choice.dataset.n_features != source.n_features:
         raise KDError(f"the {source.kind} expects {source.n_features} features but the data "
                       f"{choice.dataset.source} has {choice.dataset.n_features}")
@@ -96,10 +96,10 @@ def _split_seeds(meta: dict) -> list:
     return [s for i, s in enumerate(seeds) if s is not None and s not in seeds[:i]]
 
 
-def _load_matching(path, expected: Optional[str], seeds: list) -> DataChoice:
+def _load_matching(path, expected: Optional[str], seeds: list, n_features: Optional[int] = None) -> DataChoice:
     first = None
     for seed in seeds:
-        dataset = load_dataset(path, seed=seed)
+        dataset = load_dataset(path, seed=seed, n_features=n_features)
         if expected is None:
             return DataChoice(dataset, None)
         if dataset.fingerprint() == expected:
