@@ -66,7 +66,8 @@ def feature_kd(out: Path, data: Optional[str] = None, images: Optional[str] = No
     settings = dict(width=width, backbone=backbone, pretext=pretext, backbone_epochs=backbone_epochs,
                     epochs=epochs, batch=batch, lr=lr, teacher_lr=teacher_lr, reduce=reduce, channels=channels)
     shared = given or _shared_backbone(out, backbone, pool, settings, seed, quiet)
-    side_of = next(iter(datasets.values())).image_shape[0]
+    first = next(iter(datasets.values()))
+    side_of = first.image_shape[0] if first.image_shape else int(np.sqrt(first.n_features))  # MNIST: 28
     compare = (compare_config(out, compare_student, compare_epochs, seed, side_of, mnist=images is None,
                               channels=channels)
                if compare_student else None)
