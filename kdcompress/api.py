@@ -7,9 +7,20 @@ from .data import Dataset, load_dataset
 from .errors import KDError
 
 
-def _dataset(data, split_seed: int = 0) -> Dataset:
-    """Tabular splits use a fixed seed so that every training seed is judged on the same test rows."""
-    return data if isinstance(data, Dataset) else load_dataset(data, seed=split_seed)
+def _dataset(data, split_seed: int = 0, n_features: Optional[int] = None) -> Dataset:
+    """Tabular splits use a fixed seed so that every training seed is judged on the same test rows.
+    `n_features`: a model's input width, which picks the grey or colour reading of an image folder."""
+    return data if isinstance(data, Dataset) else load_dataset(data, seed=split_seed, n_features=n_features)
+
+
+def _image_reading(data, color: Optional[bool]) -> Dataset:
+    if color is None or isinstance(data, Dataset):
+        return _dataset(data)
+    from pathlib import Path
+    from .data.images import is_image_folder, load_image_folder
+    if not is_image_folder(Path(data)):
+        raise KDError(f"color applies to image folders (MVTec layout); {data} is not one")
+    return load_image_folder(data, color=color)
 
 
 def synth_adc2021(out, events: int = 200_000, seed: int = 0, signal_events: Optional[int] = None) -> dict:
@@ -29,10 +40,11 @@ def synth_calo(out, events: int = 200_000, seed: int = 0, signal_events: Optiona
 
 
 def train_teacher(data, out, arch: str = "dense-ae", hidden: Sequence[int] = (512, 256, 128), latent: int = 8,
-                  epochs: int = 40, seed: int = 0, quiet: bool = False, **kwargs):
-    """Train a teacher on the normal events of `data` and save it as a kdcompress checkpoint at `out`."""
+                  epochs: int = 40, seed: int = 0, quiet: bool = False, color: Optional[bool] = None, **kwargs):
+    """Train a teacher on the normal events of `data` and save it as a kdcompress checkpoint at `out`.
+    `color` (image folders): True reads them in colour, False in grey, None as their train/good images are."""
     from .teachers.train import train_teacher as _train
-    return _train(_dataset(data), out, arch=arch, hidden=hidden, latent=latent, epochs=epochs,
+    return _train(_image_reading(data, color), out, arch=arch, hidden=hidden, latent=latent, epochs=epochs,
                   seed=seed, quiet=quiet, **kwargs)
 
 
@@ -47,6 +59,8 @@ def distill(teacher, data, out, score: Optional[str] = None, quiet: bool = False
     dataset = _dataset(data)
     if not isinstance(teacher, Teacher):
         teacher = load_teacher(teacher, score=score, n_features=dataset.n_features)
+    if teacher.n_features != dataset.n_features:  # an image folder the teacher saw in the other reading
+        dataset = _dataset(data, n_features=teacher.n_features)
     quant = config.pop("quant", None)
     if not isinstance(quant, QuantConfig):
         quant = QuantConfig(**(quant or {}))

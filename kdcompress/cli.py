@@ -71,6 +71,9 @@ def _data_parser(verbs):
 def _teacher_parser(verbs):
     p = verbs.add_parser("train-teacher", help="train an unsupervised teacher on normal events")
     p.add_argument("--data", required=True, help="ADC2021 folder or tabular .npz/.csv")
+    p.add_argument("--color", choices=["auto", "yes", "no"], default="auto",
+                   help="image folders: read in colour (yes), grey (no) or as their train/good images are (auto); "
+                        "distill, export and benchmark then read the folder as the teacher did")
     p.add_argument("--arch", default="dense-ae", choices=["dense-ae", "vae"])
     p.add_argument("--hidden", type=_int_list, default=[512, 256, 128], help="encoder widths, e.g. 512,256,128")
     p.add_argument("--latent", type=int, default=8)
@@ -169,7 +172,8 @@ def _synth_images(a):
 def _run_train_teacher(a):
     from .api import train_teacher
     train_teacher(a.data, a.out, arch=a.arch, hidden=a.hidden, latent=a.latent, epochs=a.epochs,
-                  batch=a.batch, lr=a.lr, score=a.score, seed=a.seed, quiet=a.quiet)
+                  batch=a.batch, lr=a.lr, score=a.score, seed=a.seed, quiet=a.quiet,
+                  color={"auto": None, "yes": True, "no": False}[a.color])
     print(f"teacher written to {a.out} (loss curve {Path(a.out).with_suffix('.loss.png')})")
 
 

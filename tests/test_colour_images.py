@@ -76,17 +76,32 @@ def test_tint_changes_the_hue_at_the_same_grey_level():
 @pytest.mark.parametrize("stored", ["channels-last", "channels-first"])
 def test_npz_colour_images_are_flattened_channels_last(tmp_path, stored):
     from kdcompress.data import load_dataset
-    images = np.random.default_rng(0).random((40, 3, 4, 3)).astype(np.float32)
+    images = np.random.default_rng(0).random((40, 5, 4, 3)).astype(np.float32)
     x = images if stored == "channels-last" else np.moveaxis(images, 3, 1)
     np.savez(tmp_path / "img.npz", X=x, y=np.r_[np.zeros(30), np.ones(10)])
     data = load_dataset(tmp_path / "img.npz")
-    assert data.image_shape == (3, 4) and data.channels == 3 and data.n_features == 36
-    assert data.feature_names[:4] == ["px0_0_0", "px0_0_1", "px0_0_2", "px0_1_0"]
-    assert np.array_equal(data.signals["anomaly"], images[30:].reshape(10, 36))
-    assert "3x4x3 images" in data.describe()
+    assert data.image_shape == (5, 4) and data.channels == 3 and data.n_features == 60
+    assert data.feature_names[:4] == ["px0_0_r", "px0_0_g", "px0_0_b", "px0_1_r"]
+    assert np.array_equal(data.signals["anomaly"], images[30:].reshape(10, 60))
+    assert "5x4x3 images" in data.describe()
     np.savez(tmp_path / "bad.npz", X=np.zeros((40, 2, 3, 2)))
     with pytest.raises(KDError, match="images must have 1 or 3 channels .* found shape \\(40, 2, 3, 2\\)"):
         load_dataset(tmp_path / "bad.npz")
+
+
+
+def test_npz_image_layouts_that_could_be_read_two_ways(tmp_path):
+    from kdcompress.data import load_dataset
+    y = np.r_[np.zeros(30), np.ones(10)]
+    grey = np.random.default_rng(0).random((40, 1, 5, 3))  # PyTorch layout, grey, 3 pixels wide
+    np.savez(tmp_path / "g.npz", X=grey, y=y)
+    data = load_dataset(tmp_path / "g.npz")
+    assert data.channels == 1 and data.image_shape == (5, 3)
+    np.savez(tmp_path / "k.npz", X=grey.reshape(40, 5, 3, 1), y=y)  # Keras layout, the same images
+    assert load_dataset(tmp_path / "k.npz").fingerprint() == data.fingerprint()
+    np.savez(tmp_path / "amb.npz", X=np.zeros((40, 3, 5, 3)), y=y)
+    with pytest.raises(KDError, match="could hold their 3 channels first or last"):
+        load_dataset(tmp_path / "amb.npz")
 
 
 def _cloth_rows(n=30, side=8, seed=0):
@@ -107,17 +122,13 @@ def test_flips_of_colour_images_move_pixels_not_channels():
     assert not np.allclose(images[..., 0], sources)  # but the pixels moved
 
 
-def test_patches_on_colour_images_and_grey_images_unchanged_by_a_channel_axis():
+def test_patches_on_colour_images_are_local_and_in_range():
     from kdcompress.distill.queries import patches
     x, _ = _cloth_rows()
     q, template = patches(x, 40, np.random.default_rng(2), image_shape=(8, 8, 3))
     assert q.shape == (40, 192) and np.isfinite(q).all() and x.min() - 1e-6 <= q.min() and q.max() <= x.max() + 1e-6
     changed = np.abs(q - template).reshape(40, 64, 3).max(axis=2) > 1e-6
     assert changed.any(axis=1).all() and (~changed).any(axis=1).all()  # local: some pixels changed, some kept
-    grey = x.reshape(30, 64, 3)[..., 2]
-    a, _ = patches(grey, 20, np.random.default_rng(3), image_shape=(8, 8))
-    b, _ = patches(grey, 20, np.random.default_rng(3), image_shape=(8, 8, 1))
-    assert np.array_equal(a, b)
 
 
 def test_detector_rows_are_read_channels_last():
@@ -136,6 +147,32 @@ def test_detector_rows_are_read_channels_last():
     assert model.anomaly_map(torch.rand(4, 768)).shape == (4, 1, 16, 16) and model(torch.rand(4, 768)).shape == (4,)
     with pytest.raises(KDError, match="rows of 768 values"):
         model(torch.rand(4, 256))
+
+
+@pytest.mark.parametrize("method", ["rd", "urd", "dskd"])
+def test_every_detector_trains_on_colour_rows(method):
+    from kdcompress.distill import reverse as rv
+    from kdcompress.distill.dual_student import train_dskd
+    from kdcompress.teachers.feature_kd import ConvBackbone
+    x, _ = _cloth_rows(n=12, side=8)
+    x = x.astype(np.float32)
+    torch.manual_seed(0)
+    expert = ConvBackbone(2, channels=3).eval()
+    model = rv.detector(x.shape[1], method, expert)
+    assert model.channels == 3 and model.encoder.channels == 3
+    rng = np.random.default_rng(0)
+    common = dict(x=x[:8], val=x[8:], epochs=1, batch=4, lr=1e-3, rng=rng, quiet=True)
+    if method == "rd":
+        history = rv.train_rd(model, **common)
+    elif method == "urd":
+        history = rv.train_urd(model, expert, teacher_lr=1e-4, **common)
+    else:
+        history = train_dskd(model, **common)
+    assert all(np.isfinite(v).all() for v in history.values())
+    maps = rv.anomaly_maps(model, x)
+    assert maps.shape == (12, 8, 8) and np.isfinite(maps).all()
+    with pytest.raises(KDError, match="have 64 features per image, the model takes 192"):
+        rv.check_images(x[:8, :64], "training images", model.n_features, model.channels)
 
 
 def test_a_grey_backbone_file_does_not_fit_colour_images(tmp_path):
@@ -171,6 +208,19 @@ def test_distill_on_a_colour_folder_gives_the_cnn_student_three_channels(tmp_pat
     assert student.model.get_layer("image").output_shape[1:] == (12, 12, 3)
 
 
+def test_a_teacher_trained_on_the_grey_reading_is_followed_by_distill_and_export(tmp_path):
+    from kdcompress.api import distill
+    from kdcompress.cli import main
+    from kdcompress.export import export
+    colour, _ = _folders(tmp_path, side=12, n_train=40, n_test=4)
+    assert main(["train-teacher", "--data", str(colour), "--color", "no", "--hidden", "16", "--latent", "4",
+                 "--epochs", "2", "--out", str(tmp_path / "t.pt"), "--quiet"]) == 0
+    distill(tmp_path / "t.pt", colour, tmp_path / "s", hidden=[4], epochs=1, seed=0, quiet=True, min_queries=100)
+    assert json.loads((tmp_path / "s" / "student.json").read_text())["n_features"] == 144
+    (artefact,) = export(tmp_path / "s", ["onnx"], data=colour, out=tmp_path / "e", quiet=True)["artefacts"]
+    assert artefact["agreement"]["max_abs_diff"] == 0 and artefact["agreement"]["events"] == 24
+
+
 def test_color_is_refused_where_it_means_nothing(tmp_path):
     from kdcompress.cli import main
     from kdcompress.pipelines.run import run_recipe
@@ -179,6 +229,10 @@ def test_color_is_refused_where_it_means_nothing(tmp_path):
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
     assert main(["data", "synth", "adc2021", "--color", "--events", "10", "--out", str(tmp_path / "a")]) != 0
     assert not (tmp_path / "a").exists()
+    np.savez(tmp_path / "t.npz", X=np.random.default_rng(0).random((50, 4)))
+    assert main(["train-teacher", "--data", str(tmp_path / "t.npz"), "--color", "yes", "--epochs", "1",
+                 "--out", str(tmp_path / "t.pt"), "--quiet"]) != 0
+    assert not (tmp_path / "t.pt").exists()
 
 
 @pytest.mark.slow

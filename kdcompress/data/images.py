@@ -12,7 +12,8 @@ differ, and reads grey images (or colour files holding grey pixels) as one chann
 last. With `side` images are resized to side x side (bilinear); without it every image must already be square
 and of one size. Masks are resized by area (a pixel is defective when
 at least half of it is covered). `write_synthetic_image_folder` writes a seeded folder
-in this layout (textured surfaces with scratches, spots, warped patches and faint stains) for tests and demos.
+in this layout (textured surfaces with scratches, spots, warped patches and faint stains; in colour also tints,
+a hue change at the same grey level) for tests and demos.
 """
 from __future__ import annotations
 

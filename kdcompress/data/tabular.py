@@ -45,8 +45,8 @@ def _read_npz(path: Path):
     x = _channels_last(path, x)
     if x.ndim == 4 and min(x.shape[1:3]) > 0:  # images: flattened row-major, channels last, shape kept
         height, width, channels = (int(v) for v in x.shape[1:])
-        names = [f"px{r}_{c}" + (f"_{k}" if channels > 1 else "") for r in range(height) for c in range(width)
-                 for k in range(channels)]
+        names = [f"px{r}_{c}" + (f"_{'rgb'[k]}" if channels > 1 else "") for r in range(height)
+                 for c in range(width) for k in range(channels)]
         return x.reshape(len(x), -1), y, names, (height, width, channels)
     names = [f"x{i}" for i in range(x.shape[1])] if x.ndim == 2 else []
     return x, y, names, None
@@ -58,10 +58,14 @@ def _channels_last(path: Path, x: np.ndarray) -> np.ndarray:
         return x[..., None]
     if x.ndim != 4:
         return x
-    if x.shape[3] in (1, 3):
+    first, last = x.shape[1], x.shape[3]
+    if last == 1 or (last == 3 and first not in (1, 3)):
         return x
-    if x.shape[1] in (1, 3):
+    if first == 1 or (first == 3 and last not in (1, 3)):
         return np.moveaxis(x, 1, 3)
+    if first == last == 3:
+        raise KDError(f"{path}: images of shape {x.shape} could hold their 3 channels first or last; store them "
+                      f"as (N, H, W, 3) with H, W != 3, or flatten them into a 2-D table")
     raise KDError(f"{path}: images must have 1 or 3 channels (first or last axis), found shape {x.shape}")
 
 
@@ -123,7 +127,7 @@ def _is_numeric_row(row) -> bool:
 def _validate(path: Path, x: np.ndarray, y):
     if x.ndim != 2:
         raise KDError(f"{path}: features must be a 2-D table (rows, features) or images (rows, height, width"
-                      f"[, 1]), found shape {x.shape}")
+                      f"[, 1 or 3]), found shape {x.shape}")
     if len(x) == 0 or x.shape[1] == 0:
         raise KDError(f"{path} holds no rows or no features")
     check_finite(x.astype(np.float64), str(path))

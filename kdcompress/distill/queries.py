@@ -180,7 +180,8 @@ def flips(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Optional
     height != width): the local statistics of normal images (stroke width, texture, brightness) in shapes the
     normal data need not hold, so the student has to learn the teacher's judgement of shape."""
     if not image_shape:
-        raise KDError("query strategy 'flips' needs image data: an .npz whose X has shape (rows, height, width)")
+        raise KDError("query strategy 'flips' needs image data: an image folder, or an .npz whose X has shape "
+                      "(rows, height, width[, 3])")
     one = _one_image(image_shape)
     transforms = IMAGE_SYMMETRIES if one[0] == one[1] else IMAGE_SYMMETRIES[:3]
     pick = rng.integers(0, len(x), n)
@@ -199,7 +200,8 @@ def patches(x: np.ndarray, n: int, rng: np.random.Generator, image_shape: Option
     noise, a constant in the data's range, or the image itself brightened or darkened. Defects on inspected
     surfaces are local; these teach the student how the teacher scores them, without any anomaly example."""
     if not image_shape:
-        raise KDError("query strategy 'patches' needs image data: an .npz whose X has shape (rows, height, width)")
+        raise KDError("query strategy 'patches' needs image data: an image folder, or an .npz whose X has shape "
+                      "(rows, height, width[, 3])")
     one = _one_image(image_shape)
     lo, hi = float(x.min()), float(x.max())
     pick, donors = rng.integers(0, len(x), n), rng.integers(0, len(x), n)
@@ -347,7 +349,7 @@ def load_outliers(path: str, n_features: int) -> np.ndarray:
         x = to_features(read_particles(p))
     else:
         from ..data import load_dataset
-        d = load_dataset(p)
+        d = load_dataset(p, n_features=n_features)
         x = np.concatenate([d.train, d.val, d.test, *d.signals.values()])
     if x.shape[1] != n_features:
         raise KDError(f"outlier data {p} has {x.shape[1]} features, the data has {n_features}")

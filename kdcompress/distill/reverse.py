@@ -168,6 +168,8 @@ def load_backbone(path, width: int, sha256: Optional[str] = None, channels: int 
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise KDError(f"backbone {path}: non-finite values in {bad[0]}")
+    if channels not in (1, 3):
+        raise KDError(f"backbone channels must be 1 (grey) or 3 (colour), got {channels}")
     backbone = ConvBackbone(width, channels)
     try:
         backbone.load_state_dict(state)

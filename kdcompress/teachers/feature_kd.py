@@ -35,7 +35,7 @@ SMOOTH_SIGMA = 1.0  # pixels of the anomaly map's Gaussian smoothing (the papers
 
 
 def image_side(n_features: int, channels: int = 1) -> int:
-    if int(channels) not in (1, 3):
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels not in (1, 3):
         raise KDError(f"feature-kd takes grey (1) or colour (3) channels, got {channels}")
     side = math.isqrt(int(n_features) // int(channels))
     if side * side * int(channels) != n_features or side < 8:
