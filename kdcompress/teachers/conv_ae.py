@@ -32,7 +32,7 @@ class ConvAE(nn.Module):
         super().__init__()
         side = math.isqrt(n_features)
         if side * side != n_features or side % 4:
-            raise KDError(f"conv-ae needs square images with a side divisible by 4, got {n_features} features")
+            raise KDError(f"conv-ae needs square grey images with a side divisible by 4, got {n_features} features")
         first, second = (int(c) for c in channels)
         self.side, self.small = side, side // 4
         flat = bottleneck * self.small * self.small

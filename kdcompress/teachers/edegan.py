@@ -25,7 +25,7 @@ SLOPE = 0.2
 def image_side(n_features: int) -> int:
     side = math.isqrt(int(n_features))
     if side * side != n_features or side % 4 or side < 8:
-        raise KDError(f"ede-gan needs square images with a side divisible by 4 (at least 8), "
+        raise KDError(f"ede-gan needs square grey images with a side divisible by 4 (at least 8), "
                       f"got {n_features} features")
     return side
 
