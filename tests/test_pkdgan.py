@@ -40,7 +40,7 @@ def test_generator_and_discriminator_shapes():
     assert logit.shape == (5,) and features.shape == (5, 8, SIDE // 4, SIDE // 4)
 
 
-@pytest.mark.parametrize("features,message", [(100, "side divisible by 4"), (300, "square images"),
+@pytest.mark.parametrize("features,message", [(100, "side divisible by 4"), (300, "square grey images"),
                                               (16, "at least 8")])
 def test_generator_refuses_images_it_cannot_take(features, message):
     with pytest.raises(KDError, match=message):
