@@ -16,11 +16,8 @@ def _dataset(data, split_seed: int = 0, n_features: Optional[int] = None) -> Dat
 def _image_reading(data, color: Optional[bool]) -> Dataset:
     if color is None or isinstance(data, Dataset):
         return _dataset(data)
-    from pathlib import Path
-    from .data.images import is_image_folder, load_image_folder
-    if not is_image_folder(Path(data)):
-        raise KDError(f"color applies to image folders (MVTec layout); {data} is not one")
-    return load_image_folder(data, color=color)
+    from .data.images import load_image_folder
+    return load_image_folder(data, color=color)  # refuses anything but an MVTec-layout folder
 
 
 def synth_adc2021(out, events: int = 200_000, seed: int = 0, signal_events: Optional[int] = None) -> dict:

@@ -68,12 +68,9 @@ def load_dataset(path: str, seed: int = 0, n_features: Optional[int] = None) -> 
 
 
 def _image_folder_for(path: Path, seed: int, n_features: Optional[int]) -> Dataset:
-    from .images import load_image_folder
-    data = load_image_folder(path, seed=seed)
-    if n_features is None or data.n_features == n_features:
-        return data
-    other = load_image_folder(path, seed=seed, color=data.channels == 1)
-    return other if other.n_features == n_features else data
+    from .images import colour_for_width, load_image_folder
+    color = None if n_features is None else colour_for_width(path, n_features)
+    return load_image_folder(path, seed=seed, color=color)
 
 
 def check_finite(x: np.ndarray, what: str) -> None:

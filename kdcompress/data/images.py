@@ -77,6 +77,16 @@ def image_mode(root, color: Optional[bool] = None) -> str:
     return "RGB" if any(_has_colour(f) for f in files) else "L"
 
 
+def colour_for_width(root, n_features: int) -> Optional[bool]:
+    """The reading that gives rows of `n_features` values (True colour, False grey), judged from one image's
+    header; None when neither does (the caller then names the mismatch)."""
+    files = _image_files(Path(root) / "train" / "good")
+    if not files:
+        return None  # load_image_folder names the empty folder
+    width, height = _size(files[0])
+    return {width * height * 3: True, width * height: False}.get(int(n_features))
+
+
 def _size(path: Path) -> tuple:
     from PIL import Image, UnidentifiedImageError
     try:

@@ -37,16 +37,16 @@ SMOOTH_SIGMA = 1.0  # pixels of the anomaly map's Gaussian smoothing (the papers
 def image_side(n_features: int, channels: int = 1) -> int:
     if isinstance(channels, bool) or not isinstance(channels, int) or channels not in (1, 3):
         raise KDError(f"feature-kd takes grey (1) or colour (3) channels, got {channels}")
-    side = math.isqrt(int(n_features) // int(channels))
-    if side * side * int(channels) != n_features or side < 8:
-        kind = "colour" if int(channels) == 3 else "one-channel"
+    side = math.isqrt(int(n_features) // channels)
+    if side * side * channels != n_features or side < 8:
+        kind = "colour" if channels == 3 else "one-channel"
         raise KDError(f"feature-kd needs square {kind} images of side >= 8, got {n_features} features")
     return side
 
 
 def rows_to_images(x: torch.Tensor, side: int, channels: int) -> torch.Tensor:
     """Rows (N, side*side*channels), channels last -> images (N, channels, side, side)."""
-    return x.reshape(-1, side, side, channels).permute(0, 3, 1, 2).contiguous()
+    return x.reshape(-1, side, side, channels).permute(0, 3, 1, 2)
 
 
 def stage_sizes(side: int) -> List[int]:
