@@ -193,6 +193,7 @@ def test_tflite_float_exact_and_int8_close(exported, kind):
     assert floating["agreement"]["max_abs_diff"] <= 1e-5
     assert int8["input"]["dtype"] == "int8" and int8["output"]["dtype"] == "int8"
     assert int8["input"]["int8"]["scale"] > 0
+    assert int8["agreement"]["activation_scales"] == {"method": "qkeras-grid"}  # plain chains of 8-bit ReLUs
     for signal, value in int8["agreement"]["source_auroc"].items():
         assert abs(int8["agreement"]["auroc"][signal] - value) <= 0.01
 
@@ -222,6 +223,7 @@ def test_energy_head_exports_int16x8_within_tolerance(workdir, data_path, teache
     quantized = _artefact(manifest, "tflite-int16x8")
     assert quantized["path"] == "student_int16x8.tflite" and (folder / "export" / quantized["path"]).exists()
     assert quantized["input"]["dtype"] == quantized["output"]["dtype"] == "int16"
+    assert quantized["agreement"]["activation_scales"]["method"] == "calibrated"
     for signal, value in quantized["agreement"]["source_auroc"].items():
         assert abs(quantized["agreement"]["auroc"][signal] - value) <= 0.01
     student = load_student(folder)

@@ -3,7 +3,9 @@
 - float32: TFLiteConverter on the QKeras model itself; the graph keeps the quantizer arithmetic
   (Round/Minimum/Maximum), so it must agree with QKeras to FLOAT_TOLERANCE.
 - quantized: post-training quantization of the student's float twin (export/twin.py) calibrated on
-  background *training* events and queries around them; an approximation that passes when its AUROC is
+  background *training* events and queries around them. int8: where the student allows it (plain chains
+  of 8-bit ReLUs), the grid twin puts every ReLU output on its QKeras grid instead of a calibrated scale
+  (manifest `agreement.activation_scales`). An approximation that passes when its AUROC is
   within QUANTIZED_AUROC_TOLERANCE of the QKeras student's on every signal; on data without signals, when it
   ranks the held-out background events like the QKeras student (Spearman >= MIN_BACKGROUND_SPEARMAN).
   MLP/CNN heads (output on the log scale): full int8, int8 input and output.
@@ -70,14 +72,14 @@ def _float_artefact(ctx: ExportContext, folder, z, reference) -> dict:
 
 
 def _quantized_artefact(ctx: ExportContext, folder, z, reference) -> dict:
-    from .twin import float_twin
     mode = quantized_mode(ctx.source.model)
     ctx.note(f"tflite: {mode} post-training quantization (background training events and queries)")
     path = folder / QUANTIZED_FILES[mode]
-    twin = float_twin(ctx.source.model.model)
-    path.write_bytes(_convert(_quantized_converter(twin, _representative(ctx, mode), mode)))
+    representative = _representative(ctx, mode)
+    twin, scales = _twin_and_scales(ctx.source.model.model, representative, mode)
+    path.write_bytes(_convert(_quantized_converter(twin, representative, mode)))
     scores = _scores(path, z)
-    check = agreement(reference, scores)
+    check = {**agreement(reference, scores), "activation_scales": scales}
     if BACKGROUND in reference:
         check["max_abs_diff_background"] = max_abs_diff(reference[BACKGROUND], scores[BACKGROUND])
         check["spearman_background"] = _spearman_or_none(reference[BACKGROUND], scores[BACKGROUND])
@@ -94,6 +96,18 @@ def _quantized_artefact(ctx: ExportContext, folder, z, reference) -> dict:
     else:
         tolerance = _check_background_ranking(mode, reference.get(BACKGROUND), scores.get(BACKGROUND), check)
     return _artefact(f"tflite-{mode}", path, _io(ctx, path), check, tolerance)
+
+
+def _twin_and_scales(model, representative: np.ndarray, mode: str) -> tuple:
+    """The float model to convert and how its activation scales are set (export/twin.py)."""
+    from .twin import float_twin, grid_twin, grid_twin_unsupported
+    if mode == INT8:
+        reason = grid_twin_unsupported(model)
+        if reason is None:
+            return grid_twin(model, representative), {"method": "qkeras-grid"}
+    else:
+        reason = f"{mode} keeps calibrated scales"
+    return float_twin(model), {"method": "calibrated", "reason": reason}
 
 
 def _check_background_ranking(mode: str, reference, scores, check: dict) -> str:
