@@ -36,10 +36,12 @@ def synth_calo(out, events: int = 200_000, seed: int = 0, signal_events: Optiona
     return write_dataset(out, events=events, seed=seed, anomaly_events=signal_events)
 
 
-def train_teacher(data, out, arch: str = "dense-ae", hidden: Sequence[int] = (512, 256, 128), latent: int = 8,
-                  epochs: int = 40, seed: int = 0, quiet: bool = False, color: Optional[bool] = None, **kwargs):
+def train_teacher(data, out, arch: str = "dense-ae", hidden: Optional[Sequence[int]] = None,
+                  latent: Optional[int] = None, epochs: int = 40, seed: int = 0, quiet: bool = False,
+                  color: Optional[bool] = None, **kwargs):
     """Train a teacher on the normal events of `data` and save it as a kdcompress checkpoint at `out`.
-    `color` (image folders): True reads them in colour, False in grey, None as their train/good images are."""
+    `color` (image folders): True reads them in colour, False in grey, None as their train/good images are.
+    `hidden` and `latent` default per architecture (512,256,128 and 8; conv-ae: channels 16,32 and 20)."""
     from .teachers.train import train_teacher as _train
     return _train(_image_reading(data, color), out, arch=arch, hidden=hidden, latent=latent, epochs=epochs,
                   seed=seed, quiet=quiet, **kwargs)

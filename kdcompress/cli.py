@@ -70,13 +70,16 @@ def _data_parser(verbs):
 
 def _teacher_parser(verbs):
     p = verbs.add_parser("train-teacher", help="train an unsupervised teacher on normal events")
-    p.add_argument("--data", required=True, help="ADC2021 folder or tabular .npz/.csv")
+    p.add_argument("--data", required=True, help="ADC2021 folder, tabular .npz/.csv, or an image folder")
     p.add_argument("--color", choices=["auto", "yes", "no"], default="auto",
                    help="image folders: read in colour (yes), grey (no) or as their train/good images are (auto); "
                         "distill, export and benchmark then read the folder as the teacher did")
-    p.add_argument("--arch", default="dense-ae", choices=["dense-ae", "vae"])
-    p.add_argument("--hidden", type=_int_list, default=[512, 256, 128], help="encoder widths, e.g. 512,256,128")
-    p.add_argument("--latent", type=int, default=8)
+    p.add_argument("--arch", default="dense-ae", choices=["dense-ae", "vae", "conv-ae"],
+                   help="conv-ae: convolutional autoencoder for images (image folders, .npz images)")
+    p.add_argument("--hidden", type=_int_list, default=None,
+                   help="encoder widths (dense-ae, vae; default 512,256,128) or the channels of conv-ae's two "
+                        "stride-2 convolutions (default 16,32)")
+    p.add_argument("--latent", type=int, default=None, help="latent width (default 8; conv-ae 20)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch", type=int, default=None, help="batch size (default 1024, smaller for small data)")
     p.add_argument("--lr", type=float, default=1e-3)

@@ -117,7 +117,7 @@ def test_vae_eval_is_deterministic():
     assert torch.equal(vae(x)[0], vae(x)[0])
 
 
-@pytest.mark.parametrize("arch", ["ede-gan", "conv-ae", "feature-kd"])
+@pytest.mark.parametrize("arch", ["ede-gan", "calo-ae", "feature-kd"])
 def test_architectures_with_their_own_training_are_named(tabular_file, tmp_path, arch):
     from kdcompress.api import train_teacher
     with pytest.raises(KDError, match=f"'{arch}' is trained by its own function or recipe"):

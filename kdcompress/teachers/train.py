@@ -19,18 +19,26 @@ from .models import DEFAULT_SCORE
 from .scores import kl_divergence, masked_mse
 
 GENERIC_ARCHS = ("dense-ae", "vae")  # built from hidden sizes and a latent width
+IMAGE_ARCHS = ("conv-ae",)  # image data only; hidden = channels of its two stride-2 convolutions
+DEFAULT_HIDDEN = {"dense-ae": (512, 256, 128), "vae": (512, 256, 128), "conv-ae": (16, 32)}
+DEFAULT_LATENT = {"dense-ae": 8, "vae": 8, "conv-ae": 20}
 
 
-def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Sequence[int] = (512, 256, 128),
-                  latent: int = 8, epochs: int = 40, batch: Optional[int] = None, lr: float = 1e-3,
+def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Optional[Sequence[int]] = None,
+                  latent: Optional[int] = None, epochs: int = 40, batch: Optional[int] = None, lr: float = 1e-3,
                   patience: int = 6, beta: float = 0.5, score: Optional[str] = None, seed: int = 0,
                   quiet: bool = False) -> Teacher:
-    """Train a registered teacher architecture, save it to `out` (+ loss curve PNG) and return it."""
+    """Train a registered teacher architecture, save it to `out` (+ loss curve PNG) and return it.
+    `hidden` and `latent` default per architecture (DEFAULT_HIDDEN, DEFAULT_LATENT)."""
     TEACHERS.get(arch)
-    if arch not in GENERIC_ARCHS:
-        raise KDError(f"train_teacher trains {' and '.join(GENERIC_ARCHS)}; '{arch}' is trained by its own "
-                      f"function or recipe (conv-ae: kd4ad-mnist, calo-ae: cicada-calo, ede-gan: pkdgan-mnist, "
+    if arch not in GENERIC_ARCHS + IMAGE_ARCHS:
+        raise KDError(f"train_teacher trains {', '.join(GENERIC_ARCHS + IMAGE_ARCHS)}; '{arch}' is trained by its "
+                      f"own function or recipe (calo-ae: cicada-calo, ede-gan: pkdgan-mnist, "
                       f"feature-kd: urd-mnist and dskd-mnist)")
+    hidden = DEFAULT_HIDDEN[arch] if hidden is None else hidden
+    latent = DEFAULT_LATENT[arch] if latent is None else latent
+    if arch == "conv-ae":
+        return _train_conv_ae(data, out, hidden, latent, epochs, batch, lr, patience, score, seed, quiet)
     if epochs < 1:
         raise KDError("--epochs must be at least 1")
     torch.manual_seed(seed)
@@ -50,6 +58,17 @@ def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Sequence[i
     save_teacher(teacher, out)
     plots.loss_curve(Path(out).with_suffix(".loss.png"), history, f"teacher {arch}")
     return teacher
+
+
+def _train_conv_ae(data, out, hidden, latent, epochs, batch, lr, patience, score, seed, quiet) -> Teacher:
+    from .conv_ae import train_conv_ae
+    if len(hidden) != 2:
+        raise KDError(f"conv-ae: --hidden gives the channels of its two stride-2 convolutions (two numbers, "
+                      f"default 16,32), got {list(hidden)}")
+    if score not in (None, "mse"):
+        raise KDError(f"conv-ae scores by the mean squared reconstruction error ('mse'), not '{score}'")
+    return train_conv_ae(data, out, latent=latent, channels=hidden, epochs=epochs, batch=batch, lr=lr,
+                         patience=patience, seed=seed, quiet=quiet)
 
 
 def _loss_for(arch: str, layout, beta: float):
