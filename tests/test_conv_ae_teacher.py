@@ -124,8 +124,7 @@ def test_colour_folder_conv_ae_teacher_to_student_and_exports(tmp_path):
     assert main(["distill", str(teacher), "--data", str(folder), "--student", "cnn", "--hidden", "4",
                  "--epochs", "2", "--out", str(tmp_path / "student"), "--quiet"]) == 0
     assert json.loads((tmp_path / "student" / "student.json").read_text())["channels"] == 3
-    assert main(["export", str(teacher), "--target", "onnx", "--data", str(folder), "--out", str(tmp_path / "te"),
-                 "--quiet"]) == 0
+    assert main(["export", str(teacher), "--target", "onnx", "--out", str(tmp_path / "te"), "--quiet"]) == 0
     teacher_onnx = json.loads((tmp_path / "te" / "manifest.json").read_text())["artefacts"][0]
     assert teacher_onnx["agreement"]["max_abs_diff"] <= 1e-5 and teacher_onnx["agreement"]["events"] == 60
     assert main(["export", str(tmp_path / "student"), "--target", "onnx", "--out", str(tmp_path / "se"),

@@ -160,6 +160,14 @@ def test_teacher_exports_to_onnx_only(teacher_path, data_path, tmp_path):
     assert not (tmp_path / "t").exists()
 
 
+def test_teacher_export_finds_its_training_data(teacher_path, data_path, tmp_path):
+    """Without --data the teacher's recorded data source is used, and its split is the training one."""
+    manifest = export(teacher_path, "onnx", out=tmp_path / "t", quiet=True)
+    data = manifest["source"]["data"]
+    assert data["source"] == str(data_path.resolve()) and data["matches_training"] is True
+    assert manifest["artefacts"][0]["agreement"]["events"] == 1200 + 2000  # background test split + anomalies
+
+
 def test_synth_without_vendor_tools_fails_before_any_work(mlp_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(KDError, match="vitis-run"):

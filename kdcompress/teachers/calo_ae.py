@@ -66,7 +66,7 @@ def train_calo_teacher(data: Dataset, out, hidden: Sequence[int] = (8, 16), late
     """
     from . import Teacher, build_module, save_teacher
     from .scores import mse
-    from .train import _fit
+    from .train import _fit, training_meta
 
     if epochs < 1:
         raise KDError("--epochs must be at least 1")
@@ -80,8 +80,7 @@ def train_calo_teacher(data: Dataset, out, hidden: Sequence[int] = (8, 16), late
                    auto_batch(len(data.train), batch), lr, patience, seed,
                    EpochProgress("teacher calo-ae", epochs, quiet))
     teacher = Teacher(module=module.eval(), score_name=SCORE, preprocessing=Preprocessing.identity(data.n_features),
-                      arch=arch, meta={"data_fingerprint": data.fingerprint(), "seed": seed,
-                                       "epochs_run": len(history["train"]), "best_val_loss": min(history["val"])})
+                      arch=arch, meta=training_meta(data, seed, history))
     save_teacher(teacher, out)
     plots.loss_curve(Path(out).with_suffix(".loss.png"), history, "teacher calo-ae (MSE of ET)")
     return teacher

@@ -103,7 +103,7 @@ def train_conv_ae(data: Dataset, out, latent: int = 20, channels: Sequence[int] 
     from .. import plots
     from . import Teacher, build_module, save_teacher
     from .scores import mse
-    from .train import _fit
+    from .train import _fit, training_meta
     if epochs < 1:
         raise KDError("teacher epochs must be at least 1")
     torch.manual_seed(seed)
@@ -116,8 +116,7 @@ def train_conv_ae(data: Dataset, out, latent: int = 20, channels: Sequence[int] 
                    epochs, auto_batch(len(data.train), batch), lr, patience, seed,
                    EpochProgress("teacher conv-ae", epochs, quiet))
     teacher = Teacher(module=module.eval(), score_name="mse", preprocessing=prep, arch=arch,
-                      meta={"data_fingerprint": data.fingerprint(), "seed": seed,
-                            "epochs_run": len(history["train"]), "best_val_loss": min(history["val"])})
+                      meta=training_meta(data, seed, history))
     save_teacher(teacher, Path(out))
     plots.loss_curve(Path(out).with_suffix(".loss.png"), history, "teacher conv-ae")
     return teacher

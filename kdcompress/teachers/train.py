@@ -53,11 +53,16 @@ def train_teacher(data: Dataset, out, arch: str = "dense-ae", hidden: Optional[S
     default_score = DEFAULT_SCORE[arch] if arch != "dense-ae" or data.layout is None else "masked_mse"
     teacher = Teacher(module=module.eval(), score_name=score or default_score, preprocessing=prep,
                       layout=data.layout, arch=arch_cfg,
-                      meta={"data_fingerprint": data.fingerprint(), "seed": seed,
-                            "epochs_run": len(history["train"]), "best_val_loss": min(history["val"])})
+                      meta=training_meta(data, seed, history))
     save_teacher(teacher, out)
     plots.loss_curve(Path(out).with_suffix(".loss.png"), history, f"teacher {arch}")
     return teacher
+
+
+def training_meta(data: Dataset, seed: int, history: dict) -> dict:
+    """What a teacher checkpoint records of its training; `data_source` lets export find held-out events."""
+    return {"data_fingerprint": data.fingerprint(), "data_source": str(Path(data.source).resolve()), "seed": seed,
+            "epochs_run": len(history["train"]), "best_val_loss": min(history["val"])}
 
 
 def _train_conv_ae(data, out, hidden, latent, epochs, batch, lr, patience, score, seed, quiet) -> Teacher:
