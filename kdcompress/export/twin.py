@@ -153,7 +153,14 @@ def _grid_layer(tf, layer, previous, x, ranges: dict):
 
 
 def _after_grid_relu(layer) -> bool:
-    return (type(layer).__name__ == "QActivation" and type(layer.quantizer).__name__ == "quantized_relu")
+    return type(layer).__name__ == "QActivation" and type(layer.quantizer).__name__ == "quantized_relu"
+
+
+def _needs_range(layer, before) -> bool:
+    """quantized_bits activations and average pools after a ReLU get their int8 range from data."""
+    kind = type(layer).__name__
+    return ((kind == "QActivation" and type(layer.quantizer).__name__ == "quantized_bits")
+            or (kind == "AveragePooling2D" and _after_grid_relu(before)))
 
 
 def _grid_average(tf, layer, step: float, largest: float, x):
@@ -185,9 +192,7 @@ def _fake_quant(tf, low: float, high: float, name: str):
 def _activation_ranges(model, representative: np.ndarray) -> dict:
     """(min, max) over `representative` of every layer output the grid twin needs a range for."""
     tf = tensorflow()
-    names = [layer.name for layer, before in zip(model.layers[1:], model.layers)
-             if type(layer).__name__ == "QActivation" or
-             (type(layer).__name__ == "AveragePooling2D" and _after_grid_relu(before))]
+    names = [layer.name for layer, before in zip(model.layers[1:], model.layers) if _needs_range(layer, before)]
     probe = tf.keras.Model(model.input, [model.get_layer(name).output for name in names])
     ranges = {name: (np.inf, -np.inf) for name in names}
     for start in range(0, len(representative), PROBE_CHUNK):
