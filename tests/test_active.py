@@ -89,6 +89,31 @@ def test_small_data_gets_at_least_min_queries():
     assert query_fractions({}, 400, 20_000) == {} and query_fractions({"noise": 1.0}, 400, 0) == {"noise": 1.0}
 
 
+def test_wide_rows_get_at_most_the_memory_cap_of_queries():
+    from kdcompress.distill.score_regression import MIN_QUERY_CAP, QUERY_BYTES, max_queries, query_fractions
+    assert max_queries(57) == QUERY_BYTES // (4 * 57) > 1_000_000  # tabular and physics data: no cap in practice
+    assert max_queries(32 * 32 * 3) >= 100_000 > max_queries(64 * 64 * 3)  # the default min_queries fits 32x32 RGB
+    assert max_queries(256 * 256 * 3) * 256 * 256 * 3 * 4 <= QUERY_BYTES
+    assert max_queries(10 ** 9) == MIN_QUERY_CAP
+    capped = query_fractions({"noise": 0.5, "mixup": 0.25}, 400, 20_000, cap=3_000)
+    assert capped["noise"] * 400 + capped["mixup"] * 400 == pytest.approx(3_000)
+    assert capped["noise"] == pytest.approx(2 * capped["mixup"])
+    assert query_fractions({"noise": 1.0}, 400, 20_000, cap=50_000) == {"noise": 50.0}  # under the cap: unchanged
+
+
+def test_distill_caps_queries_and_says_so(tiny_teacher, tabular_file, tmp_path, monkeypatch, capsys):
+    from kdcompress.data import load_dataset
+    from kdcompress.distill import score_regression
+    n_features = load_dataset(str(tabular_file)).n_features
+    monkeypatch.setattr(score_regression, "QUERY_BYTES", 4 * n_features * 1_500)
+    drawn = []
+    original = score_regression.make_queries
+    monkeypatch.setattr(score_regression, "make_queries", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    distill(tiny_teacher, tabular_file, tmp_path / "s", hidden=[8], epochs=1, seed=0, min_queries=20_000)
+    assert "queries capped at 1,500 of 20,000" in capsys.readouterr().err
+    assert [len(q) for q in drawn] == [pytest.approx(1_500, abs=10), pytest.approx(375, abs=10)]  # train, val
+
+
 @pytest.mark.parametrize("method", ["sampled", "ascent"])
 def test_active_rounds_train_on_the_points_they_add(tiny_teacher, tabular_file, tmp_path, method):
     out = tmp_path / method

@@ -38,6 +38,10 @@ PHYSICS_FRACTION = 0.5
 IMAGE_FOLDER_QUERIES = {"pixel-noise": 1.0, "patches": 1.0}
 # Training queries at least: on the digits / MNIST tables 100k (vs 20k) cut the AUROC lost to the teacher by 1/2 / 1/3.
 MIN_QUERIES = 100_000
+# float32 training query rows fit in this many bytes (validation a quarter): wide images get fewer queries
+# (32x32 RGB keeps 100k; 256x256 RGB gets 2,730) instead of exhausting memory (100k 32x32 RGB rows peaked at 8 GB)
+QUERY_BYTES = 2 ** 31
+MIN_QUERY_CAP = 1000
 MAX_SPARSITY = 0.95
 
 
@@ -156,7 +160,7 @@ def fit_student(teacher: Teacher, data: Dataset, config: DistillConfig, quiet: b
     progress.note("scoring training data with the teacher")
     gradient = teacher_gradient(teacher, progress.note) if "uphill" in (config.queries or {}) else None
     sample = _query_sampler(data, config, gradient)
-    x_train, x_val = _with_queries(data, config, sample)
+    x_train, x_val = _with_queries(data, config, sample, progress.note)
     s_train, s_val = teacher.score(x_train), teacher.score(x_val)
     scale = config.score_scale or auto_score_scale(s_train[:len(data.train)], config.target)
     transform = TARGETS.get(config.target)
@@ -209,7 +213,7 @@ class QueryRefresh:
 def _refresh(data: Dataset, config: DistillConfig, sample, label, prep, n_train: int) -> Optional[QueryRefresh]:
     if not config.refresh_queries or n_train == len(data.train):
         return None
-    draw = lambda rng: sample(data.train, config.min_queries, rng)  # noqa: E731
+    draw = lambda rng: sample(data.train, config.min_queries, rng, max_queries(data.n_features))  # noqa: E731
     return QueryRefresh(draw, label, prep, slice(len(data.train), n_train), config.refresh_queries, config.seed)
 
 
@@ -282,32 +286,48 @@ def auto_score_scale(background_scores: np.ndarray, target: str) -> float:
 
 
 def _query_sampler(data: Dataset, config: DistillConfig, teacher_gradient=None):
-    """sample(events, min_queries, rng): the configured queries drawn around `events` (raw, unlabelled)."""
+    """sample(events, min_queries, rng, cap): the configured queries drawn around `events` (raw, unlabelled),
+    at least `min_queries` and at most `cap` of them."""
     outliers = load_outliers(config.outliers, data.n_features) if config.outliers else None
 
-    def sample(events: np.ndarray, min_queries: int, rng: np.random.Generator) -> np.ndarray:
-        fractions = query_fractions(config.queries, len(events), min_queries)
+    def sample(events: np.ndarray, min_queries: int, rng: np.random.Generator, cap: int) -> np.ndarray:
+        fractions = query_fractions(config.queries, len(events), min_queries, cap)
         return make_queries(events, fractions, rng, data.layout, outliers, teacher_gradient, data.pixel_shape)
     return sample
 
 
-def _with_queries(data: Dataset, config: DistillConfig, sample):
+def _with_queries(data: Dataset, config: DistillConfig, sample, note):
     """Background train/val plus teacher-labelled queries drawn from each split (seeded).
 
     Small data sets get proportionally more queries: at least `min_queries` for training (a quarter as many
-    for validation), so that the space around a few hundred events is still covered densely."""
+    for validation), so that the space around a few hundred events is still covered densely. Wide rows get
+    at most max_queries (a quarter for validation)."""
     if not config.queries:
         return data.train, data.val
+    cap = max_queries(data.n_features)
+    wanted = max(config.min_queries, sum(config.queries.values()) * len(data.train))
+    if wanted > cap:
+        note(f"queries capped at {cap:,} of {int(wanted):,}: {data.n_features:,} features per row, "
+             f"{QUERY_BYTES / 2 ** 30:g} GiB of float32 rows at most")
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
-    q_train = sample(data.train, config.min_queries, rng_train)
-    q_val = sample(data.val, config.min_queries // 4, rng_val)
+    q_train = sample(data.train, config.min_queries, rng_train, cap)
+    q_val = sample(data.val, config.min_queries // 4, rng_val, max(1, cap // 4))
     return np.concatenate([data.train, q_train]), np.concatenate([data.val, q_val])
 
 
-def query_fractions(queries: Dict[str, float], n_events: int, min_queries: int) -> Dict[str, float]:
-    """The query fractions, scaled up (same proportions) when they would give fewer than `min_queries` points."""
+def max_queries(n_features: int) -> int:
+    """The most training queries whose float32 rows fit in QUERY_BYTES (never fewer than MIN_QUERY_CAP)."""
+    return max(MIN_QUERY_CAP, QUERY_BYTES // (4 * max(1, n_features)))
+
+
+def query_fractions(queries: Dict[str, float], n_events: int, min_queries: int,
+                    cap: Optional[int] = None) -> Dict[str, float]:
+    """The query fractions, scaled (same proportions) up to give at least `min_queries` points, and down to
+    give at most `cap`."""
     total = sum(queries.values()) * n_events
     factor = min_queries / total if 0 < total < min_queries else 1.0
+    if cap is not None and total * factor > cap:
+        factor = cap / total
     return {name: fraction * factor for name, fraction in queries.items()}
 
 
