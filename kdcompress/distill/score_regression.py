@@ -305,13 +305,13 @@ def _with_queries(data: Dataset, config: DistillConfig, sample, note):
     if not config.queries:
         return data.train, data.val
     cap = max_queries(data.n_features)
-    wanted = max(config.min_queries, sum(config.queries.values()) * len(data.train))
+    wanted = sum(query_fractions(config.queries, len(data.train), config.min_queries).values()) * len(data.train)
     if wanted > cap:
-        note(f"queries capped at {cap:,} of {int(wanted):,}: {data.n_features:,} features per row, "
+        note(f"queries capped at {cap:,} of {round(wanted):,}: {data.n_features:,} features per row, "
              f"{QUERY_BYTES / 2 ** 30:g} GiB of float32 rows at most")
     rng_train, rng_val = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
     q_train = sample(data.train, config.min_queries, rng_train, cap)
-    q_val = sample(data.val, config.min_queries // 4, rng_val, max(1, cap // 4))
+    q_val = sample(data.val, config.min_queries // 4, rng_val, cap // 4)
     return np.concatenate([data.train, q_train]), np.concatenate([data.val, q_val])
 
 
